@@ -1,0 +1,269 @@
+"""Read study folders (the Parquet contract of `raylab.results`) into DataFrames.
+
+    study = load_study("results/lab2_lr_sweep")       # or "s3://bucket/results/lab2_lr_sweep"
+    study.metrics, study.trials, study.weights         # tidy tables, one row per epoch / trial / bin
+    study.swept                                        # config fields the variants differ in: ["lr"]
+
+Works on the partial results of a running sweep: a trial that has reported
+epochs but no row in trials.parquet yet appears with status "running" and its
+best / final val acc computed from the epochs so far; weights.parquet may be
+missing. Anything that is not a study folder raises StudyError with one line.
+Imports neither torch nor Ray.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+
+from raylab import results as R
+
+# Config fields that describe where or how a trial ran, not what it studies:
+# never reported as a swept field even when they differ between variants.
+RUN_FIELDS = frozenset({
+    "data_root", "download", "device", "threads", "compile", "eval_batch_size",
+    "hist_bins", "fail_at_epoch",
+})
+# Columns of metrics / trials that are results, not config.
+_RESULT_COLUMNS = frozenset(R.METRIC_COLUMNS) | frozenset(R.TRIAL_COLUMNS)
+_NUMERIC = {
+    R.METRICS: ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                "epoch_seconds", "images_per_second"],
+    R.TRIALS: ["epochs_run", "best_val_acc", "best_epoch", "final_val_acc", "n_params",
+               "macs", "wall_seconds", "restarts"],
+    R.WEIGHTS: ["bin_left", "bin_right", "count"],
+}
+
+
+class StudyError(R.ResultsError):
+    """A folder that is not a study, or a file that is not in the contract (one-line message)."""
+
+
+@dataclass
+class Study:
+    """One study folder (or several, see `load_studies`) as three tidy DataFrames."""
+
+    name: str
+    path: str
+    metrics: pd.DataFrame
+    trials: pd.DataFrame
+    weights: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)  # study.json, {} when absent
+
+    @property
+    def variants(self) -> list[str]:
+        """Variant names in the order of study.json when given, else sorted."""
+        present = set(self.trials["variant"]) | set(self.metrics["variant"])
+        listed = [v for v in self.meta.get("variants", []) if isinstance(v, str) and v in present]
+        return listed + sorted(present - set(listed))
+
+    @property
+    def studies(self) -> list[str]:
+        return sorted(set(self.trials["study"]) | set(self.metrics["study"]))
+
+    @property
+    def swept(self) -> list[str]:
+        """Config field names the variants differ in: study.json's `swept`, else inferred."""
+        if isinstance(self.meta.get("swept"), list):
+            return [str(f) for f in self.meta["swept"]]
+        return swept_fields(self.trials)
+
+    @property
+    def running(self) -> bool:
+        """True while some trial has not finished (partial results of a live sweep)."""
+        return bool((self.trials["status"] == "running").any())
+
+    def __repr__(self) -> str:
+        return (f"Study({self.name!r}, {len(self.variants)} variants, {len(self.trials)} trials, "
+                f"{len(self.metrics)} epoch rows, swept={self.swept})")
+
+
+# ------------------------------------------------------------------ loading
+def load_study(path: str | os.PathLike) -> Study:
+    """Load one study folder: a local path or a pyarrow filesystem URI (s3://, gs://, file://)."""
+    path = os.fspath(path)
+    if "://" not in path:
+        path = path.rstrip("/") or "/"
+    info = _info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise StudyError(f"{path}: no such folder")
+    if info.type != pafs.FileType.Directory:
+        raise StudyError(f"{path} is a file, not a study folder (expected a folder holding "
+                         f"{R.METRICS} and {R.TRIALS})")
+    has = {name: R.exists(R.join(path, name)) for name in (R.METRICS, R.TRIALS, R.WEIGHTS)}
+    if not (has[R.METRICS] or has[R.TRIALS]):
+        inner = _child_studies(path)
+        hint = (f"; it holds study folders {', '.join(inner[:5])}{', ...' if len(inner) > 5 else ''}"
+                if inner else "")
+        raise StudyError(f"{path} is not a raylab study folder (no {R.METRICS} or {R.TRIALS}){hint}")
+    try:
+        metrics = _read(path, R.METRICS)
+        trials = _read(path, R.TRIALS)
+        weights = _read(path, R.WEIGHTS)
+    except R.ResultsError as exc:
+        raise StudyError(str(exc)) from None
+    meta = _read_meta(path)
+    trials = _complete_trials(trials, metrics)
+    name = (meta.get("name") if isinstance(meta.get("name"), str) else None) \
+        or _single(trials["study"]) or _single(metrics["study"]) or _basename(path)
+    for df in (metrics, trials, weights):  # a single-run folder may leave `study` empty
+        if len(df):
+            df["study"] = df["study"].fillna(name).astype(str)
+    return Study(name=name, path=path, metrics=metrics, trials=trials, weights=weights, meta=meta)
+
+
+def load_studies(paths: Iterable[str | os.PathLike]) -> Study:
+    """Load several study folders into one Study; the `study` column tells them apart."""
+    studies = [load_study(p) for p in paths]
+    if not studies:
+        raise StudyError("no study folders given")
+    if len(studies) == 1:
+        return studies[0]
+
+    def cat(attr: str) -> pd.DataFrame:
+        frames = [getattr(s, attr) for s in studies if len(getattr(s, attr))]
+        if not frames:
+            return getattr(studies[0], attr).iloc[0:0].copy()
+        return pd.concat(frames, ignore_index=True, sort=False)
+
+    meta = {"studies": [s.meta or {"name": s.name} for s in studies]}
+    return Study(name=" + ".join(s.name for s in studies), path=",".join(s.path for s in studies),
+                 metrics=cat("metrics"), trials=cat("trials"), weights=cat("weights"), meta=meta)
+
+
+# ------------------------------------------------------------------ helpers
+def config_fields(df: pd.DataFrame) -> list[str]:
+    """Config columns of a metrics or trials frame: everything that is not a result column."""
+    return [c for c in df.columns if c not in _RESULT_COLUMNS]
+
+
+def swept_fields(trials: pd.DataFrame) -> list[str]:
+    """Config fields (field names, so `lr`, not `base_lr`) constant within and varying across variants."""
+    if trials.empty:
+        return []
+    out = []
+    for col in config_fields(trials):
+        name = "lr" if col == "base_lr" else col
+        if name in RUN_FIELDS:
+            continue
+        values = trials[col].map(_hashable)
+        per_variant = values.groupby(trials["variant"]).nunique(dropna=False)
+        if (per_variant <= 1).all() and values.nunique(dropna=False) > 1:
+            out.append(name)
+    return out
+
+
+def diverged_trials(metrics: pd.DataFrame, trials: pd.DataFrame | None = None) -> set[str]:
+    """Trial ids that diverged: status `diverged` in trials, or a non-finite loss after epoch 0.
+
+    Epoch 0 is skipped because a trainer may leave its train_loss empty (no training yet).
+    """
+    out: set[str] = set()
+    if trials is not None and len(trials):
+        out |= set(trials.loc[trials["status"].astype(str).eq("diverged"), "trial_id"])
+    if metrics is not None and len(metrics):
+        losses = metrics[["train_loss", "val_loss"]].astype(float)
+        bad = ~np.isfinite(losses).all(axis=1) & (metrics["epoch"] > 0)
+        out |= set(metrics.loc[bad, "trial_id"])
+    return out
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, (list, dict, np.ndarray)):
+        return json.dumps(v if not isinstance(v, np.ndarray) else v.tolist())
+    return v
+
+
+def _info(path: str) -> pafs.FileInfo:
+    try:
+        fs, p = R._fs(path)
+        return fs.get_file_info(p)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise StudyError(f"{path}: cannot open ({str(exc).splitlines()[0]})") from None
+
+
+def _child_studies(path: str) -> list[str]:
+    try:
+        fs, p = R._fs(path)
+        entries = fs.get_file_info(pafs.FileSelector(p, recursive=False))
+    except (OSError, ValueError):
+        return []
+    return sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory
+                  and (R.exists(R.join(path, e.base_name, R.METRICS))
+                       or R.exists(R.join(path, e.base_name, R.TRIALS))))
+
+
+def _read(path: str, name: str) -> pd.DataFrame:
+    df = R.read_table(path, name, required=False)
+    for col in _NUMERIC[name]:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in R.KEY_COLUMNS:
+        if col == "seed":
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+        else:
+            df[col] = df[col].map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+    if name == R.METRICS and len(df):
+        df = df.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+    return df
+
+
+def _read_meta(path: str) -> dict[str, Any]:
+    meta_path = R.join(path, "study.json")
+    try:
+        fs, p = R._fs(meta_path)
+        if fs.get_file_info(p).type != pafs.FileType.File:
+            return {}
+        with fs.open_input_stream(p) as fh:
+            meta = json.loads(fh.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StudyError(f"{meta_path} is not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise StudyError(f"{meta_path} must hold a JSON object with name, swept, variants, seeds")
+    return meta
+
+
+def _complete_trials(trials: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Add a `running` row for every trial that has epochs in metrics but no trials row yet."""
+    known = set(trials["trial_id"].dropna())
+    live = metrics[~metrics["trial_id"].isin(known)]
+    if live.empty:
+        trials["status"] = trials["status"].fillna("running").astype(str)
+        return trials.reset_index(drop=True)
+    rows = []
+    config_cols = config_fields(metrics)
+    for tid, g in live.groupby("trial_id", sort=True):
+        g = g.sort_values("epoch")
+        acc = g["val_acc"].where(np.isfinite(g["val_acc"]))
+        best = acc.idxmax() if acc.notna().any() else None
+        row = {c: g[c].iloc[0] for c in ["study", "trial_id", "variant", "seed"]}
+        row.update(
+            status="running", epochs_run=float(g["epoch"].max()),
+            best_val_acc=float(acc.max()) if best is not None else math.nan,
+            best_epoch=float(g.loc[best, "epoch"]) if best is not None else math.nan,
+            final_val_acc=float(g["val_acc"].iloc[-1]), n_params=math.nan, macs=math.nan,
+            wall_seconds=float(g["epoch_seconds"].sum(min_count=1)), restarts=math.nan, error=None,
+        )
+        row.update({c: g[c].iloc[-1] for c in config_cols})
+        rows.append(row)
+    extra = pd.DataFrame(rows)
+    out = pd.concat([trials, extra], ignore_index=True, sort=False) if len(trials) else extra
+    for col in R.TRIAL_COLUMNS:
+        if col not in out.columns:
+            out[col] = pd.Series(dtype="float64")
+    out["status"] = out["status"].fillna("running").astype(str)
+    return out.reset_index(drop=True)
+
+
+def _single(col: pd.Series) -> str | None:
+    values = col.dropna().unique()
+    return str(values[0]) if len(values) == 1 else None
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1] or path

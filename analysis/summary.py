@@ -1,0 +1,204 @@
+"""Per-variant summaries over seeds, the ranking of variants, and Markdown tables.
+
+    table = summarize(study)          # one row per (study, variant)
+    r = rank(table)                   # r.order, r.safe, r.note
+    print(to_markdown(table))         # "0.712 ± 0.004" cells
+
+Statistics are over the trials of a variant that did not fail (a failed trial
+has no result); diverged trials count, since their best epoch is a real
+result, and are also counted in `diverged`. std uses ddof=1 (the sample std),
+so one seed gives NaN std, printed as "(n=1)": a single run gives no spread.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from raylab.results import config_column
+
+from .load import Study, swept_fields
+
+SUMMARY_COLUMNS = [
+    "study", "variant", "n_seeds", "best_val_acc_mean", "best_val_acc_std",
+    "final_val_acc_mean", "final_val_acc_std", "best_epoch_mean", "epochs_run_max",
+    "diverged", "failed", "running",
+]
+
+
+def summarize(data: Study | pd.DataFrame, swept: list[str] | None = None) -> pd.DataFrame:
+    """One row per (study, variant): columns SUMMARY_COLUMNS plus one per swept field.
+
+    `data` is a Study or its trials DataFrame; `swept` defaults to the study's
+    swept fields (study.json or inferred) and adds their values as columns
+    named after the field (`lr`, `weight_decay`), placed after `variant`.
+    """
+    trials = data.trials if isinstance(data, Study) else data
+    if swept is None:
+        swept = data.swept if isinstance(data, Study) else swept_fields(trials)
+    order = data.variants if isinstance(data, Study) else None
+    rows = []
+    for (study, variant), g in trials.groupby(["study", "variant"], sort=False, dropna=False):
+        status = g["status"].astype(str)
+        ok = g[status.ne("failed") & np.isfinite(g["best_val_acc"].astype(float))]
+        final = ok["final_val_acc"].astype(float).replace([np.inf, -np.inf], np.nan)
+        row = {
+            "study": study, "variant": variant, "n_seeds": int(len(ok)),
+            "best_val_acc_mean": ok["best_val_acc"].mean(),
+            "best_val_acc_std": ok["best_val_acc"].std(ddof=1),
+            "final_val_acc_mean": final.mean(), "final_val_acc_std": final.std(ddof=1),
+            "best_epoch_mean": ok["best_epoch"].mean(),
+            "epochs_run_max": g["epochs_run"].max(),
+            "diverged": int(status.eq("diverged").sum()), "failed": int(status.eq("failed").sum()),
+            "running": int(status.eq("running").sum()),
+        }
+        for name in swept:
+            col = config_column(name)
+            row[name] = g[col].iloc[0] if col in g.columns else None
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=["study", "variant", *swept, *SUMMARY_COLUMNS[2:]])
+    for col in SUMMARY_COLUMNS[2:]:
+        out[col] = pd.to_numeric(out[col])
+    return _sort(out, swept, order)
+
+
+def _sort(table: pd.DataFrame, swept: list[str], order: list[str] | None) -> pd.DataFrame:
+    if table.empty:
+        return table.reset_index(drop=True)
+    if order:
+        key = {v: i for i, v in enumerate(order)}
+        table = table.assign(_k=table["variant"].map(key)).sort_values(["study", "_k"], kind="stable")
+        return table.drop(columns="_k").reset_index(drop=True)
+    if len(swept) == 1 and pd.api.types.is_numeric_dtype(table[swept[0]]) \
+            and not pd.api.types.is_bool_dtype(table[swept[0]]):
+        return table.sort_values(["study", swept[0], "variant"], kind="stable").reset_index(drop=True)
+    return table.sort_values(["study", "variant"], kind="stable").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ ranking
+@dataclass(frozen=True)
+class Ranking:
+    """Variants best first by the mean of `by` over seeds, and whether the winner is clear."""
+
+    order: list[str]
+    by: str
+    safe: bool        # False when the top two are within one std, or a std is unknown (1 seed)
+    note: str         # one paragraph for a report
+
+
+def rank(summary: pd.DataFrame, by: str = "best_val_acc") -> Ranking:
+    """Rank the rows of one study's summary; several studies are labelled `study/variant`."""
+    mean, std = f"{by}_mean", f"{by}_std"
+    table = summary[np.isfinite(summary[mean].astype(float))]
+    labels = _labels(table)
+    table = table.assign(_label=labels).sort_values(mean, ascending=False, kind="stable")
+    order = list(table["_label"])
+    what = by.replace("_", " ")
+    if len(order) == 0:
+        return Ranking([], by, False, "Nothing to rank yet: no trial has a finite result.")
+    if len(order) == 1:
+        return Ranking(order, by, False, f"Only one variant ({order[0]}): nothing to rank.")
+    head = f"Ranking by {what} (mean over seeds): {' > '.join(order)};"
+    a, b = table.iloc[0], table.iloc[1]
+    pa, pb = fmt_pm(a[mean], a[std], a["n_seeds"]), fmt_pm(b[mean], b[std], b["n_seeds"])
+    gap = float(a[mean] - b[mean])
+    if not (np.isfinite(a[std]) and np.isfinite(b[std])):
+        safe, verdict = False, (f"not safe to call: top two without a spread estimate (fewer than 2 "
+                                f"seeds): {a['_label']} {pa} vs {b['_label']} {pb}.")
+    elif gap <= max(a[std], b[std]):
+        safe, verdict = False, (f"not safe to call: top two within 1 std "
+                                f"({a['_label']} {pa} vs {b['_label']} {pb}).")
+    else:
+        safe, verdict = True, (f"{a['_label']} leads {b['_label']} by {gap:.3f}, more than one std "
+                               f"({a['_label']} {pa} vs {b['_label']} {pb}).")
+    partial = int(summary["running"].sum()) if "running" in summary else 0
+    tail = f" Partial results: {partial} trial(s) still running." if partial else ""
+    return Ranking(order, by, safe, f"{head} {verdict}{tail}")
+
+
+def difference(trials: pd.DataFrame, a: str, b: str, metric: str = "best_val_acc") -> dict:
+    """`metric` of variant b minus variant a over their non-failed trials.
+
+    std is sqrt(std_a^2 + std_b^2) (independent runs; ddof=1 each), NaN when a side has 1 seed.
+    """
+    def side(v: str) -> pd.Series:
+        g = trials[(trials["variant"] == v) & trials["status"].astype(str).ne("failed")]
+        vals = g[metric].astype(float)
+        return vals[np.isfinite(vals)]
+
+    va, vb = side(a), side(b)
+    return {"a": a, "b": b, "metric": metric, "mean": vb.mean() - va.mean(),
+            "std": math.sqrt(va.std(ddof=1) ** 2 + vb.std(ddof=1) ** 2),
+            "n_a": int(len(va)), "n_b": int(len(vb))}
+
+
+# ------------------------------------------------------------------ formatting
+def fmt_pm(mean: float, std: float, n: int | None = None, digits: int = 3) -> str:
+    """'0.712 ± 0.004'; '0.712 (n=1)' without a std; '–' without a mean."""
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    if std is None or not np.isfinite(std):
+        return f"{mean:.{digits}f}" + (f" (n={int(n)})" if n is not None else "")
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def to_markdown(summary: pd.DataFrame, reported: Mapping[str, float] | None = None,
+                digits: int = 3) -> str:
+    """The summary as a Markdown table; `reported` (variant -> value) adds report columns.
+
+    The `report` column is the course report's value for that variant and
+    `final − report` the reproduced final val acc mean minus it.
+    """
+    swept = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
+    multi = summary["study"].nunique() > 1
+    header = (["study"] if multi else []) + ["variant", *swept, "seeds", "best val acc",
+                                             "final val acc", "best epoch", "diverged"]
+    has_report = bool(reported) and any(v in reported for v in summary["variant"])
+    if has_report:
+        header += ["report", "final − report"]
+    notes = (summary["running"] > 0) | (summary["failed"] > 0)
+    if notes.any():
+        header.append("notes")
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if h in ("study", "variant", "notes") else "---:" for h in header) + "|"]
+    for _, r in summary.iterrows():
+        cells = ([_cell(r["study"])] if multi else []) + [_cell(r["variant"])]
+        cells += [_value(r[c]) for c in swept]
+        cells += [str(int(r["n_seeds"])),
+                  fmt_pm(r["best_val_acc_mean"], r["best_val_acc_std"], r["n_seeds"], digits),
+                  fmt_pm(r["final_val_acc_mean"], r["final_val_acc_std"], r["n_seeds"], digits),
+                  "–" if not np.isfinite(r["best_epoch_mean"]) else f"{r['best_epoch_mean']:.1f}",
+                  str(int(r["diverged"]))]
+        if has_report:
+            rep = (reported or {}).get(r["variant"])
+            if rep is None:
+                cells += ["", ""]
+            else:
+                diff = r["final_val_acc_mean"] - rep
+                cells += [f"{rep:.4f}", "–" if not np.isfinite(diff) else f"{diff:+.{digits}f}"]
+        if notes.any():
+            parts = [f"{int(r[k])} {k}" for k in ("running", "failed") if r[k] > 0]
+            cells.append(", ".join(parts))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _labels(table: pd.DataFrame) -> list[str]:
+    if table["study"].nunique() > 1:
+        return [f"{s}/{v}" for s, v in zip(table["study"], table["variant"])]
+    return list(table["variant"])
+
+
+def _cell(v: object) -> str:
+    return str(v).replace("|", "\\|")
+
+
+def _value(v: object) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (float, np.floating)):
+        return "–" if not np.isfinite(v) else f"{v:g}"
+    return "–" if v is None else _cell(v)

@@ -1,0 +1,3 @@
+from raylab.cli import main
+
+raise SystemExit(main())

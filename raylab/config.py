@@ -1,0 +1,195 @@
+"""TrialConfig: every knob of one trial, with the course report's defaults.
+
+One frozen dataclass, one line per field with its unit. `TrialConfig.from_dict`
+is the only way user input becomes a config: an unknown key, a wrong type or
+an out-of-range value raises ConfigError naming the field, never an assert.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the report's normalisation
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+
+ACTIVATIONS = ("relu", "swish", "leaky_relu", "gelu", "tanh")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("none", "step", "multistep", "cosine")
+REGULARIZE = ("all", "weights")
+DEVICES = ("auto", "cpu", "cuda")
+SHORTCUTS = ("A", "B")
+
+
+class ConfigError(ValueError):
+    """Bad user input for a config field; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # --- model
+    model: str = "simplenn"            # registry name: simplenn, resnet20/32/44/56/110
+    batchnorm: bool = False            # simplenn: BatchNorm after each conv
+    activation: str = "relu"           # relu | swish | leaky_relu | gelu | tanh
+    shortcut: str = "A"                # resnet: A = zero-padded identity, B = 1x1 projection
+    # --- data
+    data: str = "cifar10"              # cifar10 | folder:PATH | synthetic[:N]
+    data_root: str = "data"            # where cifar10 lives and decoded caches go
+    download: bool = True              # cifar10: fetch through torchvision when missing
+    val_holdout: int = 0               # images held out of train for validation; 0 = use the test split
+    augment: bool = False              # random crop (zero padding 4) + horizontal flip, per image
+    mean: tuple[float, ...] = CIFAR_MEAN  # per-channel normalisation, on [0, 1] pixels
+    std: tuple[float, ...] = CIFAR_STD
+    # --- optimisation
+    epochs: int = 30                   # full passes over the training split
+    batch_size: int = 128              # images per step (per worker under DDP: global / workers)
+    optimizer: str = "sgd"             # sgd | adam
+    lr: float = 0.01                   # base learning rate
+    momentum: float = 0.9              # sgd momentum (adam: beta1)
+    nesterov: bool = False             # sgd only
+    weight_decay: float = 1e-4         # L2, applied by the optimiser (coupled, as torch SGD)
+    l1: float = 0.0                    # L1 penalty coefficient: loss += l1 * sum|w|
+    regularize: str = "all"            # which parameters get L1/L2: all | weights (no biases, no BN)
+    schedule: str = "none"             # none | step | multistep | cosine
+    step_size: int = 10                # step: epochs between decays
+    gamma: float = 0.1                 # step / multistep: lr multiplier at each decay
+    milestones: tuple[int, ...] = ()   # multistep: epochs after which lr *= gamma
+    warmup_epochs: int = 0             # linear warm-up from lr/10 over this many epochs
+    # --- run
+    seed: int = 0                      # model init, shuffling and augmentation
+    device: str = "auto"               # auto (cuda when present) | cpu | cuda
+    threads: int = 0                   # torch CPU threads; 0 = the CPUs this trial was given
+    compile: bool = False              # torch.compile the model (CUDA only)
+    eval_batch_size: int = 1000        # images per evaluation step
+    hist_bins: int = 64                # bins of the final weight histograms
+    fail_at_epoch: int = 0             # testing: raise once after this epoch (fault injection); 0 = never
+
+    # ------------------------------------------------------------------ input
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None, **overrides: Any) -> "TrialConfig":
+        """Build a validated config; keys are field names (dashes allowed)."""
+        merged = {**(values or {}), **overrides}
+        known = {f.name for f in fields(cls)}
+        hints = get_type_hints(cls)
+        kwargs = {}
+        for raw_key, value in merged.items():
+            key = raw_key.replace("-", "_")
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"unknown config field '{raw_key}'{hint}")
+            kwargs[key] = _coerce(key, value, hints[key])
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def replace(self, **overrides: Any) -> "TrialConfig":
+        return TrialConfig.from_dict({**self.to_dict(), **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # ------------------------------------------------------------- validation
+    def validate(self) -> None:
+        from raylab.models import MODELS  # late: models imports torch
+
+        _choice("model", self.model, tuple(MODELS))
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("shortcut", self.shortcut, SHORTCUTS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("regularize", self.regularize, REGULARIZE)
+        _choice("device", self.device, DEVICES)
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("eval_batch_size", self.eval_batch_size, 1)
+        _at_least("step_size", self.step_size, 1)
+        _at_least("hist_bins", self.hist_bins, 2)
+        for name in ("val_holdout", "warmup_epochs", "threads", "seed", "fail_at_epoch"):
+            _at_least(name, getattr(self, name), 0)
+        _positive("lr", self.lr)
+        for name in ("momentum", "weight_decay", "l1", "gamma"):
+            _at_least(name, getattr(self, name), 0.0)
+        if self.momentum >= 1:
+            raise ConfigError(f"momentum must be below 1, got {self.momentum}")
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ConfigError("mean and std need one value per channel, and the same number")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"std values must be positive, got {list(self.std)}")
+        if self.schedule == "multistep" and not self.milestones:
+            raise ConfigError("schedule 'multistep' needs milestones, e.g. milestones=[100, 150]")
+        if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ConfigError(f"milestones must be increasing epochs >= 1, got {list(self.milestones)}")
+        if not (self.data in ("cifar10", "synthetic") or self.data.startswith(("folder:", "synthetic:"))):
+            raise ConfigError(
+                f"data '{self.data}' is not a source: use cifar10, folder:PATH or synthetic[:N]"
+            )
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Accept what a CLI or a JSON file gives (strings, lists) but never a silent misread."""
+    text = str(hint)
+    try:
+        if hint is bool or text == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return value.lower() in ("true", "1", "yes", "on")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise TypeError
+        if hint is int or text == "int":
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if hint is float or text == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            out = float(value)
+            if not math.isfinite(out):
+                raise TypeError
+            return out
+        if hint is str or text == "str":
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if text.startswith("tuple[int"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(_coerce(key, v, int) for v in items if str(v).strip() != "")
+        if text.startswith("tuple[float"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(_coerce(key, v, float) for v in items)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    kind = text.replace("typing.", "").replace("<class '", "").replace("'>", "")
+    raise ConfigError(f"config field '{key}' must be {kind}, got {value!r}")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} '{value}' is not one of: {', '.join(allowed)}")
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if value < low:
+        raise ConfigError(f"{name} must be >= {low}, got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(TrialConfig)]
+

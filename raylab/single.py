@@ -1,0 +1,70 @@
+"""`raylab train`: one trial in this process, with the same files a sweep writes.
+
+The checkpoint of the last finished epoch sits in OUT/checkpoints/ so that
+`--resume` continues where a killed run stopped; it is written to a temporary
+name and renamed, so a kill mid-write leaves the previous one intact.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from raylab.config import ConfigError, TrialConfig
+from raylab.results import StudyWriter, epoch_record, trial_record, weight_records
+from raylab.study import variant_name
+from raylab.train import InjectedFault, check_resumable, load_checkpoint, train
+
+
+def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,
+               progress: bool = True) -> int:
+    variant = variant_name(overrides)
+    trial_id = f"{variant}_s{cfg.seed}".replace("=", "").replace("+", "_")
+    meta = {"study": out.resolve().name, "trial_id": trial_id, "variant": variant}
+    config = cfg.to_dict()
+    ckpt_path = out / "checkpoints" / f"{trial_id}.pt"
+
+    writer = StudyWriter(str(out))
+    state = None
+    if trial_id in writer.trials and not resume:
+        raise ConfigError(f"{out} already holds trial {trial_id}: pass --resume to continue it, or choose another --out")
+    if resume:
+        if not ckpt_path.exists():
+            raise ConfigError(f"nothing to resume: {ckpt_path} does not exist (run without --resume first)")
+        state = load_checkpoint(ckpt_path)
+        check_resumable(state, cfg)
+        writer.drop_epochs_after(trial_id, int(state["epoch"]))
+
+    started = time.time()
+
+    def report(row: dict, checkpoint) -> None:
+        writer.add_epoch(epoch_record(meta, config, row))
+        writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=int(resume)))
+        save_checkpoint(checkpoint(), ckpt_path)
+        writer.flush()
+
+    try:
+        outcome = train(cfg, report=report, resume=state, progress=progress)
+    except InjectedFault:
+        writer.set_trial(trial_record(meta, config, status="failed", error="injected fault"))
+        writer.flush()
+        raise
+    writer.set_trial(trial_record(
+        meta, config, status=outcome.status, epochs_run=outcome.history[-1]["epoch"],
+        best_val_acc=outcome.best_val_acc, best_epoch=outcome.best_epoch,
+        final_val_acc=outcome.final_val_acc, n_params=outcome.n_params, macs=outcome.macs,
+        wall_seconds=time.time() - started, restarts=int(resume), error=None))
+    writer.set_weights(trial_id, weight_records(meta, config, outcome.weights))
+    writer.flush()
+    print(f"{trial_id}: {outcome.status}, best val acc {outcome.best_val_acc:.4f} at epoch "
+          f"{outcome.best_epoch}; results in {out}/")
+    return 0
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

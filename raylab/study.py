@@ -1,0 +1,151 @@
+"""A study: a base config, named variants and seeds; each variant-seed pair is one trial.
+
+    STUDY = Study("lab2_lr_sweep", base=dict(epochs=30),
+                  variants=grid(lr=[1, 0.1, 0.05, 0.01, 0.005, 0.001]))
+
+Variant names are readable and become the `variant` column: `lr=0.05`,
+`bn+lr=0.1`, `swish`; a variant with no overrides is `baseline`.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from raylab.config import ConfigError, TrialConfig
+
+# Short names that read well in legends; booleans appear only when True.
+ALIASES = {"batchnorm": "bn", "weight_decay": "wd", "activation": "", "model": "", "augment": "augment"}
+# Fields that describe how a trial runs, not what it is: never part of a variant's name.
+RUN_FIELDS = {"data", "data_root", "download", "epochs", "seed", "device", "threads", "compile",
+              "eval_batch_size", "hist_bins", "fail_at_epoch"}
+
+
+def variant_name(overrides: dict[str, Any]) -> str:
+    parts = []
+    for key, value in overrides.items():
+        key = key.replace("-", "_")
+        if key in RUN_FIELDS:
+            continue
+        alias = ALIASES.get(key, key)
+        if isinstance(value, bool):
+            if value:
+                parts.append(alias or key)
+        elif alias == "":
+            parts.append(str(value))
+        else:
+            parts.append(f"{alias}={_fmt(value)}")
+    return "+".join(parts) or "baseline"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_fmt, value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: dict[str, Any]
+    study: str = ""  # set when the variant came from another study through combine()
+
+
+def variant(name: str | None = None, **overrides: Any) -> Variant:
+    """One named variant; the name defaults to one made from the overrides."""
+    return Variant(name or variant_name(overrides), dict(overrides))
+
+
+def grid(**axes: Iterable[Any]) -> list[Variant]:
+    """Every combination of the given values: grid(batchnorm=[False, True], lr=[0.1, 0.01])."""
+    keys = list(axes)
+    return [variant(**dict(zip(keys, combo))) for combo in itertools.product(*(list(axes[k]) for k in keys))]
+
+
+@dataclass(frozen=True)
+class Trial:
+    study: str
+    variant: str
+    seed: int
+    config: TrialConfig
+    combined: bool = False  # part of a combine()d sweep: the id names its study
+
+    @property
+    def trial_id(self) -> str:
+        # Stable across runs and resumes: made from the study's content, never a timestamp.
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.variant)
+        return f"{self.study}.{safe}_s{self.seed}" if self.combined else f"{safe}_s{self.seed}"
+
+
+@dataclass
+class Study:
+    name: str
+    variants: list[Variant] = field(default_factory=lambda: [variant()])
+    base: dict[str, Any] = field(default_factory=dict)
+    seeds: int | list[int] = 1
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # command-line run options: beat every variant
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
+            raise ConfigError(f"study name '{self.name}' must be letters, digits, '_' or '-'")
+        names = [(v.study, v.name) for v in self.variants]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ConfigError(f"study {self.name}: variant names repeat: {sorted(n for _, n in dup)}; "
+                              "name them with variant(name=...)")
+        if not self.variants:
+            raise ConfigError(f"study {self.name} has no variants")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def with_options(self, *, seeds: int | None = None, **options: Any) -> "Study":
+        """A copy with run options forced on every trial (--epochs, --data, --seeds ...)."""
+        return Study(self.name, self.variants, self.base, self.seeds if seeds is None else seeds,
+                     self.description, {**self.options, **options})
+
+    def trials(self) -> list[Trial]:
+        """Every variant-seed pair, validated now so a typo fails before Ray starts."""
+        out = []
+        for v in self.variants:
+            for seed in self.seed_list:
+                try:
+                    cfg = TrialConfig.from_dict({**self.base, **v.overrides, **self.options, "seed": seed})
+                except ConfigError as exc:
+                    raise ConfigError(f"study {self.name}, variant '{v.name}': {exc}") from None
+                out.append(Trial(v.study or self.name, v.name, seed, cfg, combined=bool(v.study)))
+        return out
+
+    def swept(self) -> list[str]:
+        """Config fields whose value differs between variants (the sweep axes)."""
+        keys = sorted({k for v in self.variants for k in v.overrides})
+        base = TrialConfig.from_dict(self.base).to_dict()
+        return [k for k in keys if k not in self.options
+                and len({json.dumps(v.overrides.get(k, base[k])) for v in self.variants}) > 1]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "swept": self.swept(),
+                "variants": [v.name for v in self.variants], "seeds": self.seed_list,
+                "base": self.base, "options": self.options, "overrides": {v.name: v.overrides for v in self.variants}}
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """Run this study from a job file: `python jobs/FILE.py --epochs 5`."""
+        from raylab.sweep_cli import run_study_main
+
+        return run_study_main(self, argv)
+
+
+def combine(name: str, studies: list[Study], description: str = "") -> Study:
+    """One sweep of several studies; each row keeps its own study name.
+
+    Each study's base config is folded into its variants, so `assignment`
+    trains exactly what the separate job files would, and `analysis` reads
+    the combined folder as several studies.
+    """
+    variants = [Variant(v.name, {**s.base, **v.overrides}, study=s.name) for s in studies for v in s.variants]
+    return Study(name, variants, seeds=studies[0].seeds if studies else 1, description=description)

@@ -1,0 +1,198 @@
+"""The sweep commands: `raylab run | resume | status | list`, and job files run as scripts.
+
+A job file is a short declaration that binds a `Study` to the name STUDY and
+ends with `raise SystemExit(STUDY.main())`, so `python jobs/FILE.py --epochs 5`
+and `raylab run jobs/FILE.py --epochs 5` do the same thing.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import runpy
+import sys
+from pathlib import Path
+
+from raylab.config import ConfigError
+from raylab.study import Study
+
+RUN_FLAGS_HELP = "run options; any config field can be forced with --set FIELD=VALUE"
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("run", help="run a study (job file) as a Ray Tune sweep")
+    p.add_argument("job", help="job file, e.g. jobs/lab2_lr_sweep.py")
+    add_run_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="finish an interrupted sweep from its checkpoints")
+    p.add_argument("study_dir", help="e.g. results/lab2_lr_sweep")
+    p.add_argument("--address", help="Ray cluster to use (default: start a local one)")
+    p.add_argument("--num-cpus", type=int, help="CPUs local Ray may use")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="progress of a study from its Parquet files")
+    p.add_argument("study_dir")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", help="the studies in a jobs folder, with variant and trial counts")
+    p.add_argument("folder", nargs="?", default="jobs")
+    p.set_defaults(func=cmd_list)
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run options", RUN_FLAGS_HELP)
+    g.add_argument("--epochs", type=int, help="epochs per trial (default: the study's)")
+    g.add_argument("--seeds", type=int, help="seeds per variant (default: the study's)")
+    g.add_argument("--data", help="cifar10 | folder:PATH | synthetic[:N]")
+    g.add_argument("--data-root", help="where cifar10 and the decoded caches live (default: data)")
+    g.add_argument("--storage", default="results", help="results root: a folder or s3://... (default: results)")
+    g.add_argument("--address", help="Ray cluster: auto or HOST:PORT (default: start a local Ray)")
+    g.add_argument("--gpus-per-trial", type=float, help="GPU share per trial, e.g. 0.25 (default: per model)")
+    g.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1, 2 with a whole GPU)")
+    g.add_argument("--workers", type=int, default=1, help="DDP workers per trial (default 1: no DDP)")
+    g.add_argument("--max-concurrent", type=int, default=0, help="at most this many trials at once")
+    g.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="asha: stop weak trials early")
+    g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
+    g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
+    g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="force a config field on every trial")
+    g.add_argument("--quiet", action="store_true", help="no Tune progress table")
+
+
+def sweep_options(args: argparse.Namespace):
+    from raylab.tune import SweepOptions
+
+    for name in ("workers", "max_concurrent", "max_failures"):
+        if getattr(args, name) < (1 if name == "workers" else 0):
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {1 if name == 'workers' else 0}")
+    if args.gpus_per_trial is not None and not (0 <= args.gpus_per_trial and math.isfinite(args.gpus_per_trial)):
+        raise ConfigError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    if args.cpus_per_trial is not None and not args.cpus_per_trial > 0:
+        raise ConfigError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
+    return SweepOptions(storage=args.storage, address=args.address, gpus_per_trial=args.gpus_per_trial,
+                        cpus_per_trial=args.cpus_per_trial, workers=args.workers,
+                        max_concurrent=args.max_concurrent, scheduler=args.scheduler,
+                        max_failures=args.max_failures, num_cpus=args.num_cpus, verbose=0 if args.quiet else 1)
+
+
+def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
+    options = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set takes FIELD=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        options[key.strip().replace("-", "_")] = value
+    for name in ("epochs", "data", "data_root"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    return study.with_options(seeds=args.seeds, **options)
+
+
+# ------------------------------------------------------------------ commands
+def load_job(path: str) -> Study:
+    """Run a job file's top level (not its __main__ block) and return its Study."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"job file {path} not found: see `raylab list` for the studies in jobs/")
+    try:
+        namespace = runpy.run_path(str(file), run_name="raylab_job")
+    except SyntaxError as exc:
+        raise ConfigError(f"job file {path} line {exc.lineno}: {exc.msg}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"job file {path}: {exc}") from None
+    study = namespace.get("STUDY")
+    if not isinstance(study, Study):
+        found = [v for v in namespace.values() if isinstance(v, Study)]
+        if len(found) != 1:
+            raise ConfigError(f"job file {path} defines no study: bind one to STUDY = Study(...)")
+        study = found[0]
+    return study
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    study = apply_run_flags(load_job(args.job), args)
+    return _run(study, args)
+
+
+def run_study_main(study: Study, argv: list[str] | None = None) -> int:
+    """Entry point of a job file run as a script; same flags as `raylab run`."""
+    from raylab.cli import _Parser, main_guard
+
+    parser = _Parser(prog=Path(sys.argv[0]).name, description=study.description or study.name)
+    add_run_flags(parser)
+
+    def go() -> int:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        return _run(apply_run_flags(study, args), args)
+
+    return main_guard(go, debug="--debug" in (sys.argv if argv is None else argv))
+
+
+def _run(study: Study, args: argparse.Namespace) -> int:
+    from raylab.tune import run_study, study_dir
+
+    opts = sweep_options(args)
+    n = len(study.trials())  # validates every trial's config before Ray starts
+    print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds = {n} trials")
+    run_study(study, opts)
+    return _summary(study_dir(opts.storage, study.name))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from raylab.tune import SweepOptions, resume_study
+
+    resume_study(args.study_dir, SweepOptions(address=args.address, num_cpus=args.num_cpus,
+                                              verbose=0 if args.quiet else 1))
+    return _summary(args.study_dir)
+
+
+def _summary(root: str) -> int:
+    """Variant, seeds, best val acc mean ± std: the table a user reads first."""
+    from raylab.results import TRIALS, read_table
+
+    trials = read_table(root, TRIALS)
+    print()
+    print(f"{'variant':<28} {'seeds':>5} {'best val acc':>17} {'status'}")
+    for variant, g in trials.groupby("variant", sort=False):
+        acc = g["best_val_acc"].astype(float)
+        std = f"± {acc.std():.4f}" if len(acc) > 1 else "       "
+        states = ", ".join(f"{k} {v}" for k, v in g["status"].value_counts().items())
+        print(f"{variant:<28} {len(g):>5} {acc.mean():>8.4f} {std} {states}")
+    failed = int((trials["status"] == "failed").sum())
+    print(f"\nresults: {root}/  (metrics.parquet, trials.parquet, weights.parquet)")
+    if failed:
+        print(f"{failed} trial(s) failed: `raylab resume {root}` retries them from their checkpoints")
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from raylab.results import METRICS, TRIALS, read_table
+
+    trials = read_table(args.study_dir, TRIALS)
+    metrics = read_table(args.study_dir, METRICS, required=False)
+    print(f"{'trial':<36} {'status':<10} {'epoch':>9} {'best val acc':>13} {'restarts':>8}")
+    for row in trials.sort_values("trial_id").itertuples():
+        total = int(row.epochs) if hasattr(row, "epochs") and row.epochs == row.epochs else 0
+        best = metrics.loc[metrics["trial_id"] == row.trial_id, "val_acc"].max()
+        print(f"{row.trial_id:<36} {row.status:<10} {int(row.epochs_run or 0):>4}/{total:<4} "
+              f"{best:>13.4f} {int(row.restarts or 0) if row.restarts == row.restarts else 0:>8}")
+    counts = trials["status"].value_counts().to_dict()
+    print("\n" + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {len(metrics)} epoch rows")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    files = sorted(folder.glob("*.py")) if folder.is_dir() else []
+    if not files:
+        raise ConfigError(f"no job files in {folder}/: give the jobs folder of a raylab checkout")
+    print(f"{'study':<20} {'variants':>8} {'seeds':>5} {'trials':>6}  file")
+    for file in files:
+        if file.name.startswith("_"):
+            continue
+        study = load_job(str(file))
+        print(f"{study.name:<20} {len(study.variants):>8} {len(study.seed_list):>5} "
+              f"{len(study.variants) * len(study.seed_list):>6}  {file}")
+    return 0

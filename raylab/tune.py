@@ -1,0 +1,464 @@
+"""Study -> Ray Tune sweep: one trial per variant-seed pair, results as Parquet.
+
+    run_study(study, SweepOptions(storage="results"))   # fresh sweep
+    resume_study("results/lab2_lr_sweep")               # after a crash or a kill
+
+The trainable is thin: config dict -> TrialConfig -> `train()`, one
+`tune.report` (metrics + checkpoint) per epoch. The data set is decoded once
+by the driver and put in the object store as numpy arrays, so every trial on
+a node maps the same copy instead of decoding its own. The driver-side
+`ParquetCallback` turns reported results into the three contract tables.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raylab.config import ConfigError, TrialConfig
+from raylab.results import (StudyWriter, epoch_record, join, trial_record, weight_records)
+from raylab.study import Study
+
+STUDY_JSON = "study.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+TUNE_DIR = "tune"  # Tune's own experiment folder inside the study folder
+
+
+@dataclass
+class SweepOptions:
+    storage: str = "results"          # root folder or URI; the study goes to <storage>/<study>
+    address: str | None = None        # None: local Ray; "auto" or HOST:PORT: an existing cluster
+    gpus_per_trial: float | None = None   # None: chosen per model and machine
+    cpus_per_trial: float | None = None
+    workers: int = 1                  # >1: each trial is a DDP job of this many workers
+    max_concurrent: int = 0           # 0: as many as resources allow
+    scheduler: str = "fifo"           # fifo | asha
+    max_failures: int = 2             # restarts of a crashed trial from its checkpoint
+    num_cpus: int | None = None       # local Ray only: CPUs it may use
+    verbose: int = 1                  # Tune's progress output: 0 silent, 1 table
+
+
+# ----------------------------------------------------------------- resources
+def default_resources(cfg: TrialConfig, opts: SweepOptions, cluster: dict[str, float]) -> dict[str, float]:
+    """A slice of a machine per trial: small models share a GPU, big ones get one each.
+
+    SimpleNN runs ~4 to a GPU (it is input-bound, not FLOP-bound); a ResNet
+    wants a whole GPU. On a CPU-only cluster each trial takes one CPU so that
+    trials, not threads, fill the cores.
+    """
+    has_gpu = cluster.get("GPU", 0) > 0 and cfg.device != "cpu"
+    gpu = opts.gpus_per_trial
+    if gpu is None:
+        gpu = (0.25 if cfg.model == "simplenn" else 1.0) if has_gpu else 0.0
+    cpu = opts.cpus_per_trial if opts.cpus_per_trial is not None else (2.0 if gpu >= 1 else 1.0)
+    return {"CPU": cpu, "GPU": gpu}
+
+
+def check_resources(trials_cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[str, float]) -> None:
+    """Refuse at once what no node could ever run, instead of a sweep that waits forever."""
+    for cfg in trials_cfgs:
+        res = default_resources(cfg, opts, cluster)
+        need_gpu = res["GPU"] * (opts.workers if opts.workers > 1 else 1)
+        if res["GPU"] > 1 and res["GPU"] != int(res["GPU"]):
+            raise ConfigError(f"gpus-per-trial {res['GPU']} must be a fraction below 1 or a whole number")
+        if need_gpu > cluster.get("GPU", 0):
+            raise ConfigError(f"a trial needs {need_gpu:g} GPU but the cluster has {cluster.get('GPU', 0):g}: "
+                              "lower --gpus-per-trial/--workers or add GPU nodes")
+        need_cpu = res["CPU"] * max(opts.workers, 1)
+        if need_cpu > cluster.get("CPU", 0):
+            raise ConfigError(f"a trial needs {need_cpu:g} CPUs but the cluster has {cluster.get('CPU', 0):g}: "
+                              "lower --cpus-per-trial/--workers")
+        if opts.workers > 1 and 0 < res["GPU"] < 1:
+            raise ConfigError("DDP workers need whole GPUs: use --gpus-per-trial 1 with --workers > 1")
+
+
+# ------------------------------------------------------------------ trainable
+def run_trial(config: dict, data_refs: dict | None = None) -> None:
+    """The Tune trainable: one variant-seed pair, resumable from its last checkpoint."""
+    from ray import tune
+
+    cfg = TrialConfig.from_dict(config["trial"])
+    data = _dataset(cfg, data_refs)
+    state, restarts = None, 0
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        from raylab.train import load_checkpoint
+        with ckpt.as_directory() as d:
+            state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
+        restarts = int(state.get("restarts", 0)) + 1
+    if config.get("workers", 1) > 1:
+        return _run_ddp_trial(config, cfg, state, restarts)
+
+    from raylab.train import train
+
+    def report(row: dict, checkpoint) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            import torch
+            torch.save({**checkpoint(), "restarts": restarts}, Path(d) / CHECKPOINT_FILE)
+            tune.report({**row, "restarts": restarts}, checkpoint=tune.Checkpoint.from_directory(d))
+
+    outcome = train(cfg, data, report, resume=state)
+    tune.report(_final_result(outcome, restarts))
+
+
+def _final_result(outcome, restarts: int) -> dict:
+    last = outcome.history[-1]
+    return {**last, "final": True, "status": outcome.status, "restarts": restarts,
+            "best_val_acc": outcome.best_val_acc, "best_epoch": outcome.best_epoch,
+            "final_val_acc": outcome.final_val_acc, "n_params": outcome.n_params,
+            "macs": outcome.macs, "weights": outcome.weights}
+
+
+def _dataset(cfg: TrialConfig, data_refs: dict | None):
+    """The shared copy from the object store when the driver put one there."""
+    from raylab.data import Dataset, load_dataset
+
+    arrays = (data_refs or {}).get(data_key(cfg))
+    if arrays is None:
+        return load_dataset(cfg.data, cfg.data_root, download=cfg.download)
+    import torch
+    with warnings.catch_warnings():
+        # Object-store arrays are read-only; training never writes to its inputs.
+        warnings.simplefilter("ignore", UserWarning)
+        tensors = {k: torch.from_numpy(v) for k, v in arrays.items() if k != "classes"}
+    return Dataset(source=cfg.data, classes=list(arrays["classes"]), **tensors)
+
+
+def data_key(cfg: TrialConfig | dict) -> str:
+    d = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    return f"{d['data']}|{d['data_root']}"
+
+
+def data_sources(cfgs: list[TrialConfig]) -> list[dict]:
+    """The distinct data sets a sweep needs (usually one)."""
+    out = {data_key(c): {"data": c.data, "data_root": c.data_root, "download": c.download} for c in cfgs}
+    return list(out.values())
+
+
+def _load_shared_data(sources: list[dict]) -> dict[str, dict]:
+    """Decode each data set once, as numpy arrays: the object store shares those zero-copy."""
+    from raylab.data import load_dataset
+
+    out = {}
+    for src in sources:
+        ds = load_dataset(src["data"], src["data_root"], download=src["download"])
+        out[data_key(src)] = {"train_x": ds.train_x.numpy(), "train_y": ds.train_y.numpy(),
+                              "test_x": ds.test_x.numpy(), "test_y": ds.test_y.numpy(),
+                              "classes": np.array(ds.classes)}
+    return out
+
+
+# ----------------------------------------------------------------------- DDP
+def _run_ddp_trial(config: dict, cfg: TrialConfig, state: dict | None, restarts: int) -> None:
+    """A Tune trial that drives a Ray Train TorchTrainer (Train V2) and relays its reports."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    workers = int(config["workers"])
+    use_gpu = config["gpu"] >= 1
+    trainer = TorchTrainer(
+        _ddp_worker,
+        train_loop_config={"trial": config["trial"], "restarts": restarts},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers, use_gpu=use_gpu,
+            resources_per_worker={"CPU": config["cpu"], **({"GPU": 1} if use_gpu else {})}),
+        torch_config=ray.train.torch.TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=ray.train.RunConfig(
+            # A stable name lets Train V2 pick up this run's own checkpoints after a restart.
+            name=f"ddp-{config['meta']['trial_id']}", storage_path=config["ddp_storage"],
+            callbacks=[TuneReportCallback()], failure_config=ray.train.FailureConfig(max_failures=0)),
+    )
+    trainer.fit()
+    result_path = Path(config["ddp_storage"]) / f"ddp-{config['meta']['trial_id']}" / "final.json"
+    final = json.loads(result_path.read_text())
+    tune.report(final)
+
+
+def _ddp_worker(loop_config: dict) -> None:
+    import ray.train
+    import torch
+
+    from raylab.train import load_checkpoint, train
+
+    cfg = TrialConfig.from_dict(loop_config["trial"])
+    restarts = loop_config["restarts"]
+    state = None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
+    rank = ray.train.get_context().get_world_rank()
+
+    def report(row: dict, checkpoint) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            if rank == 0:  # one copy of the (identical) DDP state is enough
+                torch.save({**checkpoint(), "restarts": restarts}, Path(d) / CHECKPOINT_FILE)
+            ray.train.report({**row, "restarts": restarts},
+                             checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
+
+    outcome = train(cfg, None, report, resume=state)
+    if rank == 0:
+        out = Path(ray.train.get_context().get_storage().experiment_fs_path) / "final.json"
+        out.write_text(json.dumps(_final_result(outcome, restarts)))
+
+
+# ---------------------------------------------------------- results callback
+def _callback_base():
+    from ray import tune
+    return tune.Callback
+
+
+class ParquetCallback(_callback_base()):
+    """Driver side: reported epochs -> metrics/trials/weights.parquet, refreshed while running.
+
+    The writer is created in `setup`, which also runs after `Tuner.restore`, so
+    a resumed sweep starts from the tables already on disk and upserts into them.
+    """
+
+    def __init__(self, study_dir: str, flush_seconds: float = 2.0) -> None:
+        self.study_dir = study_dir
+        self.flush_seconds = flush_seconds
+        self.writer: StudyWriter | None = None
+        self._last_flush = 0.0
+
+    def __getstate__(self) -> dict:
+        return {"study_dir": self.study_dir, "flush_seconds": self.flush_seconds}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def setup(self, **info: Any) -> None:
+        self.writer = StudyWriter(self.study_dir)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        meta, config = trial.config["spec"]["meta"], trial.config["spec"]["trial"]
+        if result.get("final"):
+            self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
+                "status", "best_val_acc", "best_epoch", "final_val_acc", "n_params", "macs", "restarts")},
+                epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
+            self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
+            self._flush(force=True)
+            return
+        row = {k: result[k] for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                                      "epoch_seconds", "images_per_second")}
+        self.writer.add_epoch(epoch_record(meta, config, row))
+        self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(row["epoch"]),
+                                           restarts=int(result.get("restarts", 0)),
+                                           wall_seconds=result.get("time_total_s")))
+        self._flush()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        meta, config = trial.config["spec"]["meta"], trial.config["spec"]["trial"]
+        error = (trial.error_file and Path(trial.error_file).name) or "error"
+        try:
+            error = trial.get_pickled_error() or trial.get_error() or error
+        except Exception:  # the error file may live on another node's disk
+            pass
+        self.writer.set_trial(trial_record(meta, config, status="failed", error=str(error).strip().splitlines()[-1][:500]))
+        self._flush(force=True)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        for trial in trials:  # stopped by a scheduler (ASHA) without a final report
+            tid = trial.config["spec"]["meta"]["trial_id"]
+            row = self.writer.trials.get(tid)
+            if row and row.get("status") == "running" and trial.status == "TERMINATED":
+                epochs = [r for (t, _), r in self.writer.metrics.items() if t == tid]
+                best = max(epochs, key=lambda r: r["val_acc"])
+                self.writer.set_trial({"trial_id": tid, "status": "stopped", "best_val_acc": best["val_acc"],
+                                       "best_epoch": best["epoch"], "final_val_acc": epochs[-1]["val_acc"]})
+        self._flush(force=True)
+
+    def _flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_flush >= self.flush_seconds:
+            self.writer.flush()
+            self._last_flush = now
+
+
+# ------------------------------------------------------------------- driver
+def study_dir(storage: str, name: str) -> str:
+    return join(storage if "://" in storage else os.path.abspath(storage), name)
+
+
+def run_study(study: Study, opts: SweepOptions):
+    """Run every trial of `study` on Ray Tune; returns the Tune ResultGrid."""
+    from raylab.results import exists
+
+    trials = study.trials()
+    root = study_dir(opts.storage, study.name)
+    if exists(join(root, TUNE_DIR, "tuner.pkl")):
+        raise ConfigError(f"{root} already holds a sweep: `raylab resume {root}` continues it, "
+                          "or choose another --storage")
+    _connect(opts)
+    import ray
+    from ray import tune
+
+    cluster = ray.cluster_resources()
+    check_resources([t.config for t in trials], opts, cluster)
+    specs = [_spec(t, opts, cluster, root) for t in trials]
+    lock = _lock(root)  # before anything is written: a second driver must not touch the folder
+    try:
+        sources = data_sources([t.config for t in trials])
+        _write_json(join(root, STUDY_JSON), {**study.describe(), "options": asdict(opts), "data_sources": sources})
+        tuner = tune.Tuner(
+            _trainable(sources),
+            param_space={"spec": tune.grid_search(specs)},
+            tune_config=_tune_config(opts),
+            run_config=_run_config(root, opts),
+        )
+        return tuner.fit()
+    finally:
+        lock.close()
+
+
+def resume_study(path: str, opts: SweepOptions | None = None):
+    """Finish an interrupted sweep: unfinished and errored trials resume from checkpoints."""
+    from raylab.results import exists
+
+    root = path if "://" in path else os.path.abspath(path)
+    if not exists(join(root, TUNE_DIR, "tuner.pkl")) or not exists(join(root, STUDY_JSON)):
+        raise ConfigError(f"{path} holds no sweep to resume (no {TUNE_DIR}/tuner.pkl): "
+                          "give the study folder, e.g. results/lab2_lr_sweep")
+    meta = _read_json(join(root, STUDY_JSON))
+    saved = SweepOptions(**{k: v for k, v in meta["options"].items() if k in SweepOptions.__dataclass_fields__})
+    if opts is not None:  # where to connect can change between runs; what to train cannot
+        saved.address, saved.num_cpus, saved.verbose = opts.address, opts.num_cpus, opts.verbose
+    lock = _lock(root)
+    try:
+        _connect(saved)
+        from ray import tune
+        tuner = tune.Tuner.restore(join(root, TUNE_DIR), trainable=_trainable(meta["data_sources"]),
+                                   resume_unfinished=True, resume_errored=True)
+        return tuner.fit()
+    finally:
+        lock.close()
+
+
+def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
+    """Everything a trial needs, as plain data: it is what Tune stores and restores."""
+    res = default_resources(trial.config, opts, cluster)
+    return {"meta": {"study": trial.study, "trial_id": trial.trial_id, "variant": trial.variant},
+            "trial": trial.config.to_dict(), "workers": opts.workers,
+            "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp")}
+
+
+def _trainable(sources: list[dict]):
+    """run_trial with the shared data bound (put in the object store once) and per-trial resources."""
+    from ray import tune
+
+    def resources(config: dict):
+        spec = config["spec"]
+        if spec["workers"] > 1:  # the trial only drives the Train workers, which hold the resources
+            return tune.PlacementGroupFactory([{"CPU": 0.01}])
+        return {"cpu": spec["cpu"], "gpu": spec["gpu"]}
+
+    return tune.with_resources(tune.with_parameters(raylab_trial, data_refs=_load_shared_data(sources)), resources)
+
+
+def raylab_trial(config: dict, data_refs: dict | None = None) -> None:
+    run_trial(config["spec"], data_refs)
+
+
+def _tune_config(opts: SweepOptions):
+    from ray import tune
+    scheduler = None
+    if opts.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+        scheduler = ASHAScheduler(time_attr="training_iteration", grace_period=2, reduction_factor=3)
+        return tune.TuneConfig(metric="val_acc", mode="max", scheduler=scheduler,
+                               max_concurrent_trials=opts.max_concurrent or None,
+                               trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
+    return tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None,
+                           trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
+
+
+def _trial_name(trial) -> str:
+    return trial.config["spec"]["meta"]["trial_id"]
+
+
+def _run_config(root: str, opts: SweepOptions):
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback  # result.json per trial, for Tune's own analysis
+    # A table of variant and epoch metrics; the config of every trial is in the Parquet files.
+    reporter = tune.CLIReporter(
+        parameter_columns={"spec/meta/variant": "variant", "spec/trial/seed": "seed"},
+        metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_loss": "val loss",
+                        "val_acc": "val acc", "images_per_second": "img/s"},
+        max_report_frequency=15, sort_by_metric=False)
+    return tune.RunConfig(
+        name=TUNE_DIR, storage_path=root, verbose=opts.verbose, progress_reporter=reporter,
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[ParquetCallback(root), JsonLoggerCallback()],
+    )
+
+
+# ------------------------------------------------------------------ helpers
+def _connect(opts: SweepOptions) -> None:
+    import ray
+    _tune_env()
+    if ray.is_initialized():
+        return
+    try:
+        if opts.address:
+            ray.init(address=opts.address, log_to_driver=opts.verbose > 1)
+        else:
+            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = f"a Ray cluster at --address {opts.address}" if opts.address else "a local Ray instance"
+        raise ConfigError(f"cannot start or reach {where}: {first}") from None
+
+
+def _tune_env() -> None:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # The classic reporter takes our column choice; the new one would print every
+    # config field of every trial. Parquet is the log: of Tune's own loggers only
+    # the JSON one stays (added in _run_config), for Tune's ExperimentAnalysis.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def _lock(root: str):
+    """Hold an exclusive lock on the study folder while a driver runs it."""
+    if "://" in root:
+        return open(os.devnull)
+    import fcntl
+    Path(root).mkdir(parents=True, exist_ok=True)
+    fh = open(Path(root) / ".lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ConfigError(f"another raylab process is running a sweep in {root}") from None
+    return fh
+
+
+def _write_json(path: str, obj: Any) -> None:
+    import pyarrow.fs as pafs
+    from raylab.results import _fs
+    fs, p = _fs(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    local = isinstance(fs, pafs.LocalFileSystem)
+    target = p + f".tmp-{os.getpid()}" if local else p  # object stores publish a PUT whole
+    with fs.open_output_stream(target) as fh:
+        fh.write(json.dumps(obj, indent=1, default=str).encode())
+    if local:
+        os.replace(target, p)
+
+
+def _read_json(path: str) -> Any:
+    from raylab.results import _fs
+    fs, p = _fs(path)
+    with fs.open_input_stream(p) as fh:
+        return json.loads(fh.read().decode())

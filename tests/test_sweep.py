@@ -1,0 +1,69 @@
+"""Studies as Ray Tune sweeps on a real local Ray (2 CPUs) and synthetic data."""
+import pandas as pd
+import pytest
+import ray
+
+from raylab.results import METRICS, TRIALS, WEIGHTS, read_table
+from raylab.study import Study, grid, variant
+from raylab.tune import SweepOptions, run_study
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def small(name, variants, seeds=1, **base):
+    return Study(name, variants, {**dict(data="synthetic:400", epochs=EPOCHS, threads=1, batch_size=64), **base},
+                 seeds=seeds)
+
+
+def test_sweep_writes_the_contract(local_ray, tmp_path):
+    study = small("sweep", grid(lr=[0.05, 0.01]), seeds=2, data_root=str(tmp_path / "data"))
+    run_study(study, SweepOptions(storage=str(tmp_path), verbose=0))
+    root = str(tmp_path / "sweep")
+    metrics, trials = read_table(root, METRICS), read_table(root, TRIALS)
+    weights = read_table(root, WEIGHTS)
+
+    assert len(trials) == 4 and set(trials["status"]) == {"completed"}
+    assert len(metrics) == 4 * (EPOCHS + 1)
+    assert not metrics.duplicated(["trial_id", "epoch"]).any()
+    assert sorted(metrics["epoch"].unique()) == list(range(EPOCHS + 1))
+    assert set(metrics["variant"]) == {"lr=0.05", "lr=0.01"}
+    for col in ("model", "base_lr", "weight_decay", "batchnorm", "augment", "schedule"):
+        assert col in metrics.columns and col in trials.columns
+    assert sorted(trials["base_lr"].unique()) == [0.01, 0.05]
+    assert set(weights["trial_id"]) == set(trials["trial_id"])
+    assert (trials["restarts"] == 0).all()
+    # best_val_acc in trials agrees with the per-epoch rows
+    best = metrics.groupby("trial_id")["val_acc"].max()
+    assert (trials.set_index("trial_id")["best_val_acc"] - best).abs().max() < 1e-12
+
+
+def test_crashed_trial_resumes_from_checkpoint(local_ray, tmp_path):
+    study = small("crash", [variant("clean"), variant("crash", fail_at_epoch=1)],
+                  data_root=str(tmp_path / "data"), epochs=3, augment=True)
+    run_study(study, SweepOptions(storage=str(tmp_path), verbose=0, max_failures=1))
+    root = str(tmp_path / "crash")
+    metrics, trials = read_table(root, METRICS), read_table(root, TRIALS).set_index("variant")
+
+    assert set(trials["status"]) == {"completed"}
+    assert trials.loc["crash", "restarts"] == 1 and trials.loc["clean", "restarts"] == 0
+    assert not metrics.duplicated(["trial_id", "epoch"]).any()
+    clean = metrics[metrics.variant == "clean"].set_index("epoch")
+    crash = metrics[metrics.variant == "crash"].set_index("epoch")
+    assert list(crash.index) == [0, 1, 2, 3]
+    cols = ["train_loss", "train_acc", "val_loss", "val_acc"]
+    pd.testing.assert_frame_equal(clean[cols], crash[cols], rtol=1e-6)
+
+
+def test_diverged_trial_does_not_fail_the_sweep(local_ray, tmp_path):
+    study = small("diverge", grid(lr=[8.0, 0.05]), data_root=str(tmp_path / "data"), epochs=4)
+    run_study(study, SweepOptions(storage=str(tmp_path), verbose=0))
+    trials = read_table(str(tmp_path / "diverge"), TRIALS).set_index("variant")
+    assert trials.loc["lr=8", "status"] == "diverged"
+    assert trials.loc["lr=0.05", "status"] == "completed"
