@@ -30,7 +30,7 @@ METRICS, TRIALS, WEIGHTS = "metrics.parquet", "trials.parquet", "weights.parquet
 KEY_COLUMNS = ["study", "trial_id", "variant", "seed"]
 METRIC_COLUMNS = KEY_COLUMNS + [
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-    "epoch_seconds", "images_per_second",
+    "epoch_seconds", "images_per_second", "train_images",
 ]
 TRIAL_COLUMNS = KEY_COLUMNS + [
     "status", "epochs_run", "best_val_acc", "best_epoch", "final_val_acc",

@@ -72,12 +72,20 @@ class Trial:
     seed: int
     config: TrialConfig
     combined: bool = False  # part of a combine()d sweep: the id names its study
+    aliases: tuple[tuple[str, str], ...] = ()  # (study, variant) pairs with the identical config
+
 
     @property
     def trial_id(self) -> str:
         # Stable across runs and resumes: made from the study's content, never a timestamp.
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.variant)
         return f"{self.study}.{safe}_s{self.seed}" if self.combined else f"{safe}_s{self.seed}"
+
+    def metas(self) -> list[dict[str, str]]:
+        """The result keys this trial's rows are written under: its own, then its aliases'."""
+        names = [(self.study, self.variant), *self.aliases]
+        return [{"study": st, "variant": v,
+                 "trial_id": Trial(st, v, self.seed, self.config, self.combined).trial_id} for st, v in names]
 
 
 @dataclass
@@ -119,7 +127,7 @@ class Study:
                 except ConfigError as exc:
                     raise ConfigError(f"study {self.name}, variant '{v.name}': {exc}") from None
                 out.append(Trial(v.study or self.name, v.name, seed, cfg, combined=bool(v.study)))
-        return out
+        return _merge_identical(out) if any(v.study for v in self.variants) else out
 
     def swept(self) -> list[str]:
         """Config fields whose value differs between variants (the sweep axes)."""
@@ -140,12 +148,26 @@ class Study:
         return run_study_main(self, argv)
 
 
+def _merge_identical(trials: list[Trial]) -> list[Trial]:
+    """In a combined sweep, train each distinct config once: the course report's
+    baseline appears in five studies, and its rows are written under all five."""
+    first: dict[str, Trial] = {}
+    for t in trials:
+        key = t.config.to_json()
+        if key in first:
+            f = first[key]
+            first[key] = Trial(f.study, f.variant, f.seed, f.config, f.combined, f.aliases + ((t.study, t.variant),))
+        else:
+            first[key] = t
+    return list(first.values())
+
+
 def combine(name: str, studies: list[Study], description: str = "") -> Study:
     """One sweep of several studies; each row keeps its own study name.
 
     Each study's base config is folded into its variants, so `assignment`
-    trains exactly what the separate job files would, and `analysis` reads
-    the combined folder as several studies.
+    trains exactly what the separate job files would (each distinct config
+    once), and `analysis` reads the combined folder as several studies.
     """
     variants = [Variant(v.name, {**s.base, **v.overrides}, study=s.name) for s in studies for v in s.variants]
     return Study(name, variants, seeds=studies[0].seeds if studies else 1, description=description)

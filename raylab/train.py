@@ -135,7 +135,7 @@ def train(
         t0 = time.perf_counter()
         train_loss, train_acc = evaluate(net, train_x, train_y, cfg, device, world, rank)
         val_loss, val_acc = evaluate(net, val_x, val_y, cfg, device, world, rank)
-        emit(_row(0, train_loss, train_acc, val_loss, val_acc, math.nan, time.perf_counter() - t0, math.nan))
+        emit(_row(0, train_loss, train_acc, val_loss, val_acc, math.nan, time.perf_counter() - t0, math.nan, 0))
 
     status = "completed"
     epochs = range(start_epoch, cfg.epochs + 1)
@@ -172,7 +172,7 @@ def train(
         # --- evaluate, record, report (with the checkpoint of this epoch)
         val_loss, val_acc = evaluate(net, val_x, val_y, cfg, device, world, rank)
         row = _row(epoch, train_loss, train_acc, val_loss, val_acc, lr,
-                   time.perf_counter() - t0, totals[2].item() / max(train_seconds, 1e-9))
+                   time.perf_counter() - t0, totals[2].item() / max(train_seconds, 1e-9), int(totals[2].item()))
         emit(row)
         if progress and rank == 0:
             bar.set_postfix_str(f"loss {train_loss:.3f} val_acc {val_acc:.4f}")
@@ -305,9 +305,11 @@ def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
 
 
 def _row(epoch: int, train_loss: float, train_acc: float, val_loss: float, val_acc: float,
-         lr: float, seconds: float, ips: float) -> dict:
+         lr: float, seconds: float, ips: float, images: int) -> dict:
+    # train_images: images trained on this epoch, summed over DDP ranks (the whole split once).
     return {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-            "val_acc": val_acc, "lr": lr, "epoch_seconds": seconds, "images_per_second": ips}
+            "val_acc": val_acc, "lr": lr, "epoch_seconds": seconds, "images_per_second": ips,
+            "train_images": images}
 
 
 def _epoch_line(row: dict) -> str:

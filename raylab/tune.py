@@ -27,8 +27,11 @@ from raylab.results import (StudyWriter, epoch_record, join, trial_record, weigh
 from raylab.study import Study
 
 STUDY_JSON = "study.json"
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",
+              "images_per_second", "train_images")
 CHECKPOINT_FILE = "checkpoint.pt"
-TUNE_DIR = "tune"  # Tune's own experiment folder inside the study folder
+TUNE_DIR = "tune"
+DDP_DRIVER_CPU = 0.001  # a DDP trial only waits on its Train workers; Ray needs some resource  # Tune's own experiment folder inside the study folder
 
 
 @dataclass
@@ -71,7 +74,7 @@ def check_resources(trials_cfgs: list[TrialConfig], opts: SweepOptions, cluster:
         if need_gpu > cluster.get("GPU", 0):
             raise ConfigError(f"a trial needs {need_gpu:g} GPU but the cluster has {cluster.get('GPU', 0):g}: "
                               "lower --gpus-per-trial/--workers or add GPU nodes")
-        need_cpu = res["CPU"] * max(opts.workers, 1)
+        need_cpu = res["CPU"] * max(opts.workers, 1) + (DDP_DRIVER_CPU if opts.workers > 1 else 0)
         if need_cpu > cluster.get("CPU", 0):
             raise ConfigError(f"a trial needs {need_cpu:g} CPUs but the cluster has {cluster.get('CPU', 0):g}: "
                               "lower --cpus-per-trial/--workers")
@@ -84,31 +87,35 @@ def run_trial(config: dict, data_refs: dict | None = None) -> None:
     """The Tune trainable: one variant-seed pair, resumable from its last checkpoint."""
     from ray import tune
 
+    from raylab.train import load_checkpoint, train
+
     cfg = TrialConfig.from_dict(config["trial"])
-    data = _dataset(cfg, data_refs)
+    data_ref = (data_refs or {}).get(data_key(cfg))
+    if config["workers"] > 1:
+        return _run_ddp_trial(config, data_ref)
     state, restarts = None, 0
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
-        from raylab.train import load_checkpoint
         with ckpt.as_directory() as d:
             state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
         restarts = int(state.get("restarts", 0)) + 1
-    if config.get("workers", 1) > 1:
-        return _run_ddp_trial(config, cfg, state, restarts)
-
-    from raylab.train import train
 
     def report(row: dict, checkpoint) -> None:
         with tempfile.TemporaryDirectory() as d:
-            import torch
-            torch.save({**checkpoint(), "restarts": restarts}, Path(d) / CHECKPOINT_FILE)
+            _save(checkpoint(), restarts, Path(d))
             tune.report({**row, "restarts": restarts}, checkpoint=tune.Checkpoint.from_directory(d))
 
-    outcome = train(cfg, data, report, resume=state)
+    outcome = train(cfg, _dataset(cfg, data_ref), report, resume=state)
     tune.report(_final_result(outcome, restarts))
 
 
+def _save(state: dict, restarts: int, folder: Path) -> None:
+    import torch
+    torch.save({**state, "restarts": restarts}, folder / CHECKPOINT_FILE)
+
+
 def _final_result(outcome, restarts: int) -> dict:
+    """The last report of a trial: its summary and weight histograms for trials.parquet."""
     last = outcome.history[-1]
     return {**last, "final": True, "status": outcome.status, "restarts": restarts,
             "best_val_acc": outcome.best_val_acc, "best_epoch": outcome.best_epoch,
@@ -116,19 +123,20 @@ def _final_result(outcome, restarts: int) -> dict:
             "macs": outcome.macs, "weights": outcome.weights}
 
 
-def _dataset(cfg: TrialConfig, data_refs: dict | None):
-    """The shared copy from the object store when the driver put one there."""
+def _dataset(cfg: TrialConfig, data_ref):
+    """The node's shared copy from the object store; decoded from disk only without one."""
     from raylab.data import Dataset, load_dataset
 
-    arrays = (data_refs or {}).get(data_key(cfg))
-    if arrays is None:
+    if data_ref is None:
         return load_dataset(cfg.data, cfg.data_root, download=cfg.download)
+    import ray
     import torch
+    arrays = ray.get(data_ref)
     with warnings.catch_warnings():
         # Object-store arrays are read-only; training never writes to its inputs.
         warnings.simplefilter("ignore", UserWarning)
         tensors = {k: torch.from_numpy(v) for k, v in arrays.items() if k != "classes"}
-    return Dataset(source=cfg.data, classes=list(arrays["classes"]), **tensors)
+    return Dataset(source=cfg.data, classes=[str(c) for c in arrays["classes"]], **tensors)
 
 
 def data_key(cfg: TrialConfig | dict) -> str:
@@ -142,73 +150,71 @@ def data_sources(cfgs: list[TrialConfig]) -> list[dict]:
     return list(out.values())
 
 
-def _load_shared_data(sources: list[dict]) -> dict[str, dict]:
-    """Decode each data set once, as numpy arrays: the object store shares those zero-copy."""
+def _put_shared_data(sources: list[dict]) -> dict:
+    """Decode each data set once and put it in the object store as numpy arrays,
+    which trials on a node then map zero-copy. Returns {data_key: ObjectRef}."""
+    import ray
+
     from raylab.data import load_dataset
 
     out = {}
     for src in sources:
         ds = load_dataset(src["data"], src["data_root"], download=src["download"])
-        out[data_key(src)] = {"train_x": ds.train_x.numpy(), "train_y": ds.train_y.numpy(),
-                              "test_x": ds.test_x.numpy(), "test_y": ds.test_y.numpy(),
-                              "classes": np.array(ds.classes)}
+        out[data_key(src)] = ray.put({"train_x": ds.train_x.numpy(), "train_y": ds.train_y.numpy(),
+                                      "test_x": ds.test_x.numpy(), "test_y": ds.test_y.numpy(),
+                                      "classes": np.array(ds.classes)})
     return out
 
 
 # ----------------------------------------------------------------------- DDP
-def _run_ddp_trial(config: dict, cfg: TrialConfig, state: dict | None, restarts: int) -> None:
-    """A Tune trial that drives a Ray Train TorchTrainer (Train V2) and relays its reports."""
+def _run_ddp_trial(config: dict, data_ref) -> None:
+    """A Tune trial that drives a Ray Train TorchTrainer (Train V2); the workers'
+    reports reach Tune through TuneReportCallback, rank 0's numbers (all ranks
+    hold the same all-reduced metrics)."""
     import ray.train
-    from ray import tune
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    workers = int(config["workers"])
     use_gpu = config["gpu"] >= 1
     trainer = TorchTrainer(
         _ddp_worker,
-        train_loop_config={"trial": config["trial"], "restarts": restarts},
+        train_loop_config={"trial": config["trial"], "data_ref": data_ref},
         scaling_config=ray.train.ScalingConfig(
-            num_workers=workers, use_gpu=use_gpu,
+            num_workers=int(config["workers"]), use_gpu=use_gpu,
             resources_per_worker={"CPU": config["cpu"], **({"GPU": 1} if use_gpu else {})}),
-        torch_config=ray.train.torch.TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
             # A stable name lets Train V2 pick up this run's own checkpoints after a restart.
             name=f"ddp-{config['meta']['trial_id']}", storage_path=config["ddp_storage"],
-            callbacks=[TuneReportCallback()], failure_config=ray.train.FailureConfig(max_failures=0)),
+            callbacks=[TuneReportCallback()]),
     )
     trainer.fit()
-    result_path = Path(config["ddp_storage"]) / f"ddp-{config['meta']['trial_id']}" / "final.json"
-    final = json.loads(result_path.read_text())
-    tune.report(final)
 
 
 def _ddp_worker(loop_config: dict) -> None:
     import ray.train
-    import torch
 
     from raylab.train import load_checkpoint, train
 
     cfg = TrialConfig.from_dict(loop_config["trial"])
-    restarts = loop_config["restarts"]
-    state = None
+    state, restarts = None, 0
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
             state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
+        restarts = int(state.get("restarts", 0)) + 1
     rank = ray.train.get_context().get_world_rank()
 
     def report(row: dict, checkpoint) -> None:
+        # Every rank must call report (it is collective); rank 0 alone uploads the state.
         with tempfile.TemporaryDirectory() as d:
-            if rank == 0:  # one copy of the (identical) DDP state is enough
-                torch.save({**checkpoint(), "restarts": restarts}, Path(d) / CHECKPOINT_FILE)
+            if rank == 0:
+                _save(checkpoint(), restarts, Path(d))
             ray.train.report({**row, "restarts": restarts},
                              checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
 
-    outcome = train(cfg, None, report, resume=state)
-    if rank == 0:
-        out = Path(ray.train.get_context().get_storage().experiment_fs_path) / "final.json"
-        out.write_text(json.dumps(_final_result(outcome, restarts)))
+    outcome = train(cfg, _dataset(cfg, loop_config["data_ref"]), report, resume=state)
+    ray.train.report(_final_result(outcome, restarts))
 
 
 # ---------------------------------------------------------- results callback
@@ -240,41 +246,43 @@ class ParquetCallback(_callback_base()):
         self.writer = StudyWriter(self.study_dir)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        meta, config = trial.config["spec"]["meta"], trial.config["spec"]["trial"]
-        if result.get("final"):
-            self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
-                "status", "best_val_acc", "best_epoch", "final_val_acc", "n_params", "macs", "restarts")},
-                epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
-            self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
-            self._flush(force=True)
-            return
-        row = {k: result[k] for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                                      "epoch_seconds", "images_per_second")}
-        self.writer.add_epoch(epoch_record(meta, config, row))
-        self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(row["epoch"]),
-                                           restarts=int(result.get("restarts", 0)),
-                                           wall_seconds=result.get("time_total_s")))
-        self._flush()
+        config = trial.config["spec"]["trial"]
+        for meta in _metas(trial):
+            if result.get("final"):
+                self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
+                    "status", "best_val_acc", "best_epoch", "final_val_acc", "n_params", "macs", "restarts")},
+                    epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
+                self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
+                continue
+            row = {k: result[k] for k in EPOCH_KEYS}
+            self.writer.add_epoch(epoch_record(meta, config, row))
+            self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(row["epoch"]),
+                                               restarts=int(result.get("restarts", 0)),
+                                               wall_seconds=result.get("time_total_s")))
+        self._flush(force=bool(result.get("final")))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        meta, config = trial.config["spec"]["meta"], trial.config["spec"]["trial"]
-        error = (trial.error_file and Path(trial.error_file).name) or "error"
+        error = "trial failed; see its error.txt in the tune/ folder"
         try:
-            error = trial.get_pickled_error() or trial.get_error() or error
+            error = str(trial.get_pickled_error() or trial.get_error() or error)
         except Exception:  # the error file may live on another node's disk
             pass
-        self.writer.set_trial(trial_record(meta, config, status="failed", error=str(error).strip().splitlines()[-1][:500]))
+        last = error.strip().splitlines()[-1][:500] if error.strip() else error
+        for meta in _metas(trial):
+            self.writer.set_trial(trial_record(meta, trial.config["spec"]["trial"], status="failed", error=last))
         self._flush(force=True)
 
     def on_experiment_end(self, trials, **info) -> None:
-        for trial in trials:  # stopped by a scheduler (ASHA) without a final report
-            tid = trial.config["spec"]["meta"]["trial_id"]
-            row = self.writer.trials.get(tid)
-            if row and row.get("status") == "running" and trial.status == "TERMINATED":
-                epochs = [r for (t, _), r in self.writer.metrics.items() if t == tid]
-                best = max(epochs, key=lambda r: r["val_acc"])
-                self.writer.set_trial({"trial_id": tid, "status": "stopped", "best_val_acc": best["val_acc"],
-                                       "best_epoch": best["epoch"], "final_val_acc": epochs[-1]["val_acc"]})
+        for trial in trials:  # stopped early by a scheduler (ASHA): no final report came
+            for meta in _metas(trial):
+                tid = meta["trial_id"]
+                row = self.writer.trials.get(tid)
+                if row and row.get("status") == "running" and trial.status == "TERMINATED":
+                    epochs = sorted((r for (t, _), r in self.writer.metrics.items() if t == tid),
+                                    key=lambda r: r["epoch"])
+                    best = max(epochs, key=lambda r: r["val_acc"])
+                    self.writer.set_trial({"trial_id": tid, "status": "stopped", "best_val_acc": best["val_acc"],
+                                           "best_epoch": best["epoch"], "final_val_acc": epochs[-1]["val_acc"]})
         self._flush(force=True)
 
     def _flush(self, force: bool = False) -> None:
@@ -282,6 +290,11 @@ class ParquetCallback(_callback_base()):
         if force or now - self._last_flush >= self.flush_seconds:
             self.writer.flush()
             self._last_flush = now
+
+
+def _metas(trial) -> list[dict]:
+    spec = trial.config["spec"]
+    return [spec["meta"], *spec.get("aliases", [])]
 
 
 # ------------------------------------------------------------------- driver
@@ -346,8 +359,8 @@ def resume_study(path: str, opts: SweepOptions | None = None):
 def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
     """Everything a trial needs, as plain data: it is what Tune stores and restores."""
     res = default_resources(trial.config, opts, cluster)
-    return {"meta": {"study": trial.study, "trial_id": trial.trial_id, "variant": trial.variant},
-            "trial": trial.config.to_dict(), "workers": opts.workers,
+    metas = trial.metas()
+    return {"meta": metas[0], "aliases": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
             "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp")}
 
 
@@ -358,10 +371,10 @@ def _trainable(sources: list[dict]):
     def resources(config: dict):
         spec = config["spec"]
         if spec["workers"] > 1:  # the trial only drives the Train workers, which hold the resources
-            return tune.PlacementGroupFactory([{"CPU": 0.01}])
+            return tune.PlacementGroupFactory([{"CPU": DDP_DRIVER_CPU}])
         return {"cpu": spec["cpu"], "gpu": spec["gpu"]}
 
-    return tune.with_resources(tune.with_parameters(raylab_trial, data_refs=_load_shared_data(sources)), resources)
+    return tune.with_resources(tune.with_parameters(raylab_trial, data_refs=_put_shared_data(sources)), resources)
 
 
 def raylab_trial(config: dict, data_refs: dict | None = None) -> None:

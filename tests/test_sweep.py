@@ -67,3 +67,22 @@ def test_diverged_trial_does_not_fail_the_sweep(local_ray, tmp_path):
     trials = read_table(str(tmp_path / "diverge"), TRIALS).set_index("variant")
     assert trials.loc["lr=8", "status"] == "diverged"
     assert trials.loc["lr=0.05", "status"] == "completed"
+
+
+def test_ddp_trial_with_two_gloo_workers(local_ray, tmp_path):
+    base = dict(data_root=str(tmp_path / "data"), epochs=2, batch_size=64)
+    single = small("one", [variant("w1")], **base)
+    run_study(single, SweepOptions(storage=str(tmp_path), verbose=0))
+    ddp = small("ddp", [variant("w2")], **base)
+    run_study(ddp, SweepOptions(storage=str(tmp_path), verbose=0, workers=2, cpus_per_trial=0.5))
+    one = read_table(str(tmp_path / "one"), METRICS).set_index("epoch")
+    two = read_table(str(tmp_path / "ddp"), METRICS).set_index("epoch")
+    trials = read_table(str(tmp_path / "ddp"), TRIALS)
+    assert trials["status"].tolist() == ["completed"]
+    assert list(two.index) == [0, 1, 2]
+    # Epoch 0 evaluates the same initial weights over the whole split on both.
+    assert two.loc[0, "val_loss"] == pytest.approx(one.loc[0, "val_loss"], rel=1e-5)
+    assert two.loc[0, "train_acc"] == pytest.approx(one.loc[0, "train_acc"], abs=1e-9)
+    # Each epoch sees the whole training set once across the two workers.
+    assert (two.loc[1:, "train_images"] == 400).all()
+    assert (two.loc[1:, "val_acc"] - one.loc[1:, "val_acc"]).abs().max() < 0.1
