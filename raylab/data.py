@@ -11,9 +11,13 @@ Sources (`load_dataset`):
                    or a .tar / .tar.gz / .tgz / .zip of that tree, read in place
     synthetic[:N]  generated, learnable, offline (tests and smoke runs)
 
-Measured on the 2-core CPU dev VM (no GPU), real CIFAR-10 JPEG copy
-(../shared/data/cifar10-jpg.tar.gz, 60k images), 1 run each:
-    first decode ~9 s, cached load ~0.15 s; augment_batch ~100k images/s (batch 128).
+Measured on the shared 2-core CPU dev VM (no GPU; other jobs running, so
+ranges), torch 2.14.1, real CIFAR-10 JPEG copy (../shared/data/cifar10-jpg.tar.gz,
+60k images), 2-3 runs each:
+    first decode        10-14 s (2 decode processes; 13.5-14 s serial)
+    cached load         0.06-0.23 s
+    augment_batch       85-93k images/s uint8, batch 128, 1 thread (165-175k, 2 threads, quiet VM)
+    train_batches       ~40k images/s, augment + normalise, 1 thread
 """
 from __future__ import annotations
 
@@ -167,15 +171,14 @@ def _decode_folder(path: Path):
 
 def _members(path: Path) -> Iterator[tuple[tuple[str, ...], str, bytes]]:
     """Yield (path parts, display name, file bytes) from a tree, tar or zip, never extracting."""
-    if path.is_dir():
-        if not (path / "train").is_dir():
-            raise DataError(f"{path} has no train/ folder: expected train/<class>/*.png and test/<class>/*.png")
-        for p in _tree_files(path):
-            yield p.relative_to(path).parts, str(p), p.read_bytes()
-        return
     name = path.name.lower()
     try:
-        if name.endswith(".zip"):
+        if path.is_dir():
+            if not (path / "train").is_dir():
+                raise DataError(f"{path} has no train/ folder: expected train/<class>/*.png and test/<class>/*.png")
+            for p in _tree_files(path):
+                yield p.relative_to(path).parts, str(p), p.read_bytes()
+        elif name.endswith(".zip"):
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
                     is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
@@ -191,7 +194,7 @@ def _members(path: Path) -> Iterator[tuple[tuple[str, ...], str, bytes]]:
         else:
             raise DataError(f"{path} is not a folder, .tar, .tar.gz, .tgz or .zip: give an image-folder tree or an archive of one")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise DataError(f"cannot read archive {path} ({e}): check the file is a complete .tar/.tar.gz/.zip") from e
+        raise DataError(f"cannot read {path} ({e}): check it is a readable folder or a complete .tar/.tar.gz/.zip") from e
 
 
 def _tree_files(path: Path) -> list[Path]:
@@ -439,34 +442,43 @@ def normalize(x_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]
     return ((x_uint8.to(torch.float32) / 255 - mean) / std).to(dtype)
 
 
+def _on_device(values, device) -> torch.Tensor:
+    # Once per epoch: a CPU->GPU copy from pageable memory waits for the GPU queue
+    # to drain, so one copy per batch would stall the pipeline every step.
+    return torch.as_tensor(values, dtype=torch.float32).to(device)
+
+
 def train_batches(x, y, batch_size: int, *, generator: torch.Generator, augment: bool,
                   mean, std, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled (optionally augmented), normalised batches of this worker's shard.
 
     Every worker draws the same permutation (generators seeded alike) and keeps
-    perm[rank::world]. Walking the epoch in global batches of batch_size*world,
-    drawing crop/flip numbers for the whole global batch, keeps every worker's
-    generator in step (the next epoch's permutation agrees) and gives the ranks
-    different crops. DDP callers want len(x) % world == 0: then all ranks get
-    batches of equal number and size.
+    perm[rank::world], in batches of batch_size (the last one partial). The
+    crop/flip numbers are drawn once per epoch for every position of the
+    permutation, so each worker consumes the same random numbers (generators
+    stay in step for the next epoch) and the ranks get different crops.
+    DDP callers want len(x) % world == 0: then every rank gets the same number
+    of batches, of the same sizes.
     """
     rank, world = shard
     if not 0 <= rank < world:
         raise DataError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
     perm = torch.randperm(len(x), generator=generator).to(x.device)
-    step = batch_size * world
+    params = _draw_crop_flip(len(x), generator).to(x.device) if augment else None
+    mean, std = _on_device(mean, x.device), _on_device(std, x.device)
+    step = batch_size * world  # a global batch: chunk starts are multiples of world
     for start in range(0, len(perm), step):
-        idx = perm[start:start + step][rank::world]  # chunk starts are multiples of world
-        params = _draw_crop_flip(step, generator)[:, rank::world][:, :len(idx)] if augment else None
+        idx = perm[start:start + step][rank::world]
         if len(idx) == 0:
             continue
         xb = x[idx]
         if augment:
-            xb = _crop_flip(xb, params)
+            xb = _crop_flip(xb, params[:, start:start + step][:, rank::world])
         yield normalize(xb, mean, std), y[idx]
 
 
 def eval_batches(x, y, batch_size: int, *, mean, std) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """In order, normalised, no augmentation."""
+    mean, std = _on_device(mean, x.device), _on_device(std, x.device)
     for start in range(0, len(x), batch_size):
         yield normalize(x[start:start + batch_size], mean, std), y[start:start + batch_size]

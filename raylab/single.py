@@ -15,7 +15,7 @@ import torch
 from raylab.config import ConfigError, TrialConfig
 from raylab.results import StudyWriter, epoch_record, trial_record, weight_records
 from raylab.study import variant_name
-from raylab.train import InjectedFault, check_resumable, load_checkpoint, train
+from raylab.train import InjectedFault, check_resumable, format_epoch, load_checkpoint, train
 
 
 def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,
@@ -27,7 +27,7 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
     ckpt_path = out / "checkpoints" / f"{trial_id}.pt"
 
     writer = StudyWriter(str(out))
-    state = None
+    state, restarts = None, 0
     if trial_id in writer.trials and not resume:
         raise ConfigError(f"{out} already holds trial {trial_id}: pass --resume to continue it, or choose another --out")
     if resume:
@@ -36,14 +36,17 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
         state = load_checkpoint(ckpt_path)
         check_resumable(state, cfg)
         writer.drop_epochs_after(trial_id, int(state["epoch"]))
+        restarts = int(writer.trials.get(trial_id, {}).get("restarts") or 0) + 1
 
     started = time.time()
 
     def report(row: dict, checkpoint) -> None:
         writer.add_epoch(epoch_record(meta, config, row))
-        writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=int(resume)))
+        writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=restarts))
         save_checkpoint(checkpoint(), ckpt_path)
         writer.flush()
+        if not progress and row["epoch"] > 0:  # with a progress bar, train() prints the line
+            print(format_epoch(row), flush=True)
 
     try:
         outcome = train(cfg, report=report, resume=state, progress=progress)
@@ -55,7 +58,7 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
         meta, config, status=outcome.status, epochs_run=outcome.history[-1]["epoch"],
         best_val_acc=outcome.best_val_acc, best_epoch=outcome.best_epoch,
         final_val_acc=outcome.final_val_acc, n_params=outcome.n_params, macs=outcome.macs,
-        wall_seconds=time.time() - started, restarts=int(resume), error=None))
+        wall_seconds=time.time() - started, restarts=restarts, error=None))
     writer.set_weights(trial_id, weight_records(meta, config, outcome.weights))
     writer.flush()
     print(f"{trial_id}: {outcome.status}, best val acc {outcome.best_val_acc:.4f} at epoch "

@@ -176,7 +176,7 @@ def train(
         emit(row)
         if progress and rank == 0:
             bar.set_postfix_str(f"loss {train_loss:.3f} val_acc {val_acc:.4f}")
-            bar.write(_epoch_line(row))
+            bar.write(format_epoch(row))
 
         # --- a non-finite loss ends the trial as `diverged`, keeping its epochs
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
@@ -312,7 +312,8 @@ def _row(epoch: int, train_loss: float, train_acc: float, val_loss: float, val_a
             "train_images": images}
 
 
-def _epoch_line(row: dict) -> str:
+def format_epoch(row: dict) -> str:
+    """The one-line summary `raylab train` prints per epoch."""
     return (f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.4g}  "
             f"{row['images_per_second']:,.0f} img/s")

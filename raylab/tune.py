@@ -12,6 +12,7 @@ a node maps the same copy instead of decoding its own. The driver-side
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -64,22 +65,28 @@ def default_resources(cfg: TrialConfig, opts: SweepOptions, cluster: dict[str, f
     return {"CPU": cpu, "GPU": gpu}
 
 
-def check_resources(trials_cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[str, float]) -> None:
-    """Refuse at once what no node could ever run, instead of a sweep that waits forever."""
-    for cfg in trials_cfgs:
+def check_resources(cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[str, float],
+                    nodes: list[dict[str, float]]) -> None:
+    """Refuse at once what no node could ever run, instead of a sweep that waits forever.
+
+    A single-process trial must fit on one node; DDP workers may spread over nodes.
+    """
+    largest = {k: max((n.get(k, 0) for n in nodes), default=0) for k in ("CPU", "GPU")}
+    for cfg in cfgs:
         res = default_resources(cfg, opts, cluster)
-        need_gpu = res["GPU"] * (opts.workers if opts.workers > 1 else 1)
         if res["GPU"] > 1 and res["GPU"] != int(res["GPU"]):
-            raise ConfigError(f"gpus-per-trial {res['GPU']} must be a fraction below 1 or a whole number")
-        if need_gpu > cluster.get("GPU", 0):
-            raise ConfigError(f"a trial needs {need_gpu:g} GPU but the cluster has {cluster.get('GPU', 0):g}: "
-                              "lower --gpus-per-trial/--workers or add GPU nodes")
-        need_cpu = res["CPU"] * max(opts.workers, 1) + (DDP_DRIVER_CPU if opts.workers > 1 else 0)
-        if need_cpu > cluster.get("CPU", 0):
-            raise ConfigError(f"a trial needs {need_cpu:g} CPUs but the cluster has {cluster.get('CPU', 0):g}: "
-                              "lower --cpus-per-trial/--workers")
-        if opts.workers > 1 and 0 < res["GPU"] < 1:
-            raise ConfigError("DDP workers need whole GPUs: use --gpus-per-trial 1 with --workers > 1")
+            raise ConfigError(f"--gpus-per-trial {res['GPU']:g} must be a fraction up to 1 or a whole number")
+        if opts.workers > 1:
+            if 0 < res["GPU"] < 1:
+                raise ConfigError("DDP workers need whole GPUs: use --gpus-per-trial 1 with --workers > 1")
+            need = {"GPU": res["GPU"] * opts.workers, "CPU": res["CPU"] * opts.workers + DDP_DRIVER_CPU}
+            have, where = cluster, "the cluster has"
+        else:
+            need, have, where = res, largest, "the largest node has"
+        for kind, flag in (("GPU", "--gpus-per-trial"), ("CPU", "--cpus-per-trial")):
+            if need[kind] > have.get(kind, 0) + 1e-9:
+                raise ConfigError(f"a trial needs {need[kind]:g} {kind} but {where} {have.get(kind, 0):g}: "
+                                  f"lower {flag}{' or --workers' if opts.workers > 1 else ''}, or add nodes")
 
 
 # ------------------------------------------------------------------ trainable
@@ -316,7 +323,8 @@ def run_study(study: Study, opts: SweepOptions):
     from ray import tune
 
     cluster = ray.cluster_resources()
-    check_resources([t.config for t in trials], opts, cluster)
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    check_resources([t.config for t in trials], opts, cluster, nodes)
     specs = [_spec(t, opts, cluster, root) for t in trials]
     lock = _lock(root)  # before anything is written: a second driver must not touch the folder
     try:
@@ -421,15 +429,37 @@ def _connect(opts: SweepOptions) -> None:
     _tune_env()
     if ray.is_initialized():
         return
+    if opts.address and opts.address != "auto":
+        _check_reachable(opts.address)
+    # Ray's start-up chatter would bury a one-line error; its warnings stay visible at -v.
+    ray_logger = logging.getLogger("ray")
+    level = ray_logger.level
+    ray_logger.setLevel(logging.ERROR if opts.verbose <= 1 else level)
     try:
         if opts.address:
-            ray.init(address=opts.address, log_to_driver=opts.verbose > 1)
+            ray.init(address=opts.address, log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
         else:
-            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1)
+            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1,
+                     logging_level=ray_logger.level)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = f"a Ray cluster at --address {opts.address}" if opts.address else "a local Ray instance"
         raise ConfigError(f"cannot start or reach {where}: {first}") from None
+    finally:
+        ray_logger.setLevel(level)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minutes of GCS retries, when nothing listens there."""
+    import socket
+    host, _, port = address.replace("ray://", "").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address} is not auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}): "
+                          "is `ray start --head` running there, and the port open?") from None
 
 
 def _tune_env() -> None:

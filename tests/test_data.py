@@ -316,7 +316,7 @@ def test_cache_hit_does_not_decode_again(tmp_path):
         assert torch.equal(getattr(second, name), getattr(first, name))
     # A changed file (new mtime) is a new key: decoding it now fails loudly.
     os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    with pytest.raises(DataError, match="cannot read archive"):
+    with pytest.raises(DataError, match="cannot read"):
         data.load_dataset(f"folder:{archive}", tmp_path / "root")
 
 
@@ -339,6 +339,29 @@ def test_concurrent_loads_decode_once(tmp_path, monkeypatch):
         t.join()
     assert len(calls) == 1 and len(results) == 2
     assert torch.equal(results[0].train_x, results[1].train_x)
+
+
+def test_cifar10_folder_decoded_and_cached(tmp_path, monkeypatch):
+    """torchvision's pickled format with fake pixels; its md5 check is patched out."""
+    import pickle
+
+    import torchvision.datasets.cifar
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng, batches = np.random.default_rng(0), {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batches[name] = {"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "labels": [0, 9, 4]}
+        (folder / name).write_bytes(pickle.dumps(batches[name]))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    for _ in range(2):  # decode, then the cache
+        ds = data.load_dataset("cifar10", tmp_path, download=False)
+        assert ds.classes == names and ds.train_x.shape == (15, 3, 32, 32) and ds.test_x.shape == (3, 3, 32, 32)
+        assert torch.equal(ds.train_x[3].flatten(), torch.from_numpy(batches["data_batch_2"]["data"][0]))
+        assert ds.train_y.tolist() == [0, 9, 4] * 5 and ds.train_x.is_contiguous()
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 1
 
 
 def test_cifar10_missing_without_download(tmp_path):

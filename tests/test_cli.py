@@ -1,0 +1,163 @@
+"""The `raylab` command line as a user runs it: real processes, real files."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raylab.results import METRICS, TRIALS, read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+
+
+def raylab(*args, timeout=300, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "raylab", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env=ENV)
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def job(tmp_path, body, name="job.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+# ------------------------------------------------------------------ train
+def test_train_writes_the_three_tables_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", "synthetic:300", "--data-root", tmp_path / "data", "--epochs", "2",
+            "--batch-size", "50", "--lr", "0.05", "--threads", "1", "--out", out, "--quiet"]
+    proc = raylab(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch   1" in proc.stdout and "best val acc" in proc.stdout
+    metrics = read_table(str(out), METRICS)
+    assert metrics["epoch"].tolist() == [0, 1, 2]
+    assert metrics["variant"].iloc[0] == "batch_size=50+lr=0.05" and metrics["base_lr"].iloc[0] == 0.05
+    assert (out / "weights.parquet").exists()
+
+    again = raylab(*args)  # the same trial again would overwrite it: refused
+    assert_one_line_error(again, "already holds trial", "--resume")
+
+    longer = [a if a != "2" else "3" for a in args] + ["--resume"]
+    proc = raylab(*longer)
+    assert proc.returncode == 0, proc.stderr
+    metrics = read_table(str(out), METRICS)
+    assert metrics["epoch"].tolist() == [0, 1, 2, 3]
+    assert read_table(str(out), TRIALS)["restarts"].tolist() == [1]
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["train", "--out", "x", "--lr", "-1"], ["lr must be > 0"]),
+    (["train", "--out", "x", "--epochs", "0"], ["epochs must be >= 1"]),
+    (["train", "--out", "x", "--model", "vgg"], ["model 'vgg'", "simplenn"]),
+    (["train", "--out", "x", "--activation", "sigmoidish"], ["activation"]),
+    (["train", "--out", "x", "--lr", "fast"], ["'lr' must be float"]),
+    (["train", "--out", "x", "--data", "imagenet"], ["data 'imagenet'"]),
+    (["train", "--out", "x", "--lerning-rate", "0.1"], ["unrecognized arguments"]),
+    (["train"], ["--out"]),
+    (["fly"], ["invalid choice"]),
+    (["run", "jobs/nope.py"], ["job file jobs/nope.py not found"]),
+    (["report", "/nonexistent/study"], []),
+    (["status", "/nonexistent/study"], ["not found"]),
+    (["resume", "/nonexistent/study"], ["no sweep to resume"]),
+])
+def test_user_errors_are_one_line_exit_2(args, needles, tmp_path):
+    assert_one_line_error(raylab(*args, cwd=ROOT), *needles)
+
+
+def test_debug_shows_the_traceback():
+    proc = raylab("--debug", "train", "--out", "x", "--lr", "-1")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_models_lists_shapes_and_counts():
+    proc = raylab("models", "simplenn")
+    assert proc.returncode == 0
+    conv1 = next(line for line in proc.stdout.splitlines() if line.startswith("conv1.weight"))
+    assert conv1.split()[1:] == ["8x3x5x5", "600"]
+    assert "params 82,030" in proc.stdout and "MACs/image 716,328" in proc.stdout
+
+
+# ---------------------------------------------------------------- studies
+def test_list_names_every_study():
+    proc = raylab("list", "jobs")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("quickstart", "lab1_simplenn", "lab2_lr_sweep", "lab2_l2_sweep", "lab2_l1_vs_l2",
+                 "lab2_batchnorm", "lab2_swish", "lab2_augment", "lab3_resnet20", "assignment"):
+        assert name in proc.stdout
+    lr_line = next(line for line in proc.stdout.splitlines() if line.startswith("lab2_lr_sweep"))
+    assert lr_line.split()[1] == "6"
+
+
+@pytest.mark.parametrize("body, needles", [
+    ("", ["defines no study"]),
+    ("x = (", ["line 1"]),
+    ("from raylab import Study, variant\nSTUDY = Study('s', [variant(lerning_rate=0.1)])\n",
+     ["variant 'lerning_rate=0.1'", "unknown config field 'lerning_rate'"]),
+])
+def test_bad_job_files(tmp_path, body, needles):
+    assert_one_line_error(raylab("run", job(tmp_path, body), "--storage", tmp_path / "res"), *needles)
+
+
+def test_impossible_resources_and_unreachable_cluster(tmp_path):
+    body = """
+        from raylab import Study, grid
+        STUDY = Study("r", grid(lr=[0.1]), dict(data="synthetic:200"))
+    """
+    path = job(tmp_path, body)
+    proc = raylab("run", path, "--storage", tmp_path / "res", "--gpus-per-trial", "1", "--num-cpus", "1")
+    assert_one_line_error(proc, "needs 1 GPU", "--gpus-per-trial")
+    proc = raylab("run", path, "--storage", tmp_path / "res", "--address", "127.0.0.1:9", timeout=180)
+    assert_one_line_error(proc, "cannot reach a Ray cluster at --address 127.0.0.1:9")
+    assert not (tmp_path / "res" / "r" / "metrics.parquet").exists()
+
+
+def test_sweep_survives_a_killed_driver(tmp_path):
+    """SIGKILL the driver (and the local Ray it started) mid-sweep, then `raylab resume`."""
+    body = """
+        from raylab import Study, grid
+        STUDY = Study("killed", grid(lr=[0.05, 0.02, 0.01]),
+                      dict(data="synthetic:600", epochs=4, threads=1, batch_size=50, augment=True),
+                      seeds=1)
+    """
+    path = job(tmp_path, body)
+    root = tmp_path / "res" / "killed"
+    args = [sys.executable, "-m", "raylab", "run", str(path), "--storage", str(tmp_path / "res"),
+            "--data-root", str(tmp_path / "data"), "--num-cpus", "2", "--quiet"]
+    driver = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:  # wait until some, not all, epochs are on disk
+            if (root / METRICS).exists() and len(pd.read_parquet(root / METRICS)) >= 4:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the sweep wrote no metrics in time")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = pd.read_parquet(root / METRICS)
+    assert len(before) < 3 * 5  # it really was interrupted
+
+    proc = raylab("resume", root, "--num-cpus", "2", "--quiet", timeout=400)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics, trials = read_table(str(root), METRICS), read_table(str(root), TRIALS)
+    assert set(trials["status"]) == {"completed"} and len(trials) == 3
+    assert len(metrics) == 3 * 5
+    assert not metrics.duplicated(["trial_id", "epoch"]).any()
+    assert "best val acc" in proc.stdout

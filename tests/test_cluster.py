@@ -1,0 +1,67 @@
+"""Fractional GPU packing on a simulated two-node cluster, and the launcher config."""
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from ray.cluster_utils import Cluster
+
+from raylab.config import ConfigError
+from raylab.results import TRIALS, read_table
+from raylab.study import Study, grid
+from raylab.tune import SweepOptions, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def two_gpu_nodes():
+    # GPUs here are logical: Ray schedules by them, the trials train on the CPU.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
+    cluster.add_node(num_cpus=2, num_gpus=1)
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_half_gpu_trials_run_four_at_a_time(two_gpu_nodes, tmp_path):
+    study = Study("pack", grid(lr=[0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005]),
+                  dict(data="synthetic:300", data_root=str(tmp_path / "data"), epochs=3, threads=1,
+                       batch_size=50, device="cpu"))
+    used, stop = [], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            used.append(2.0 - ray.available_resources().get("GPU", 0.0))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run_study(study, SweepOptions(storage=str(tmp_path), gpus_per_trial=0.5, cpus_per_trial=0.5, verbose=0))
+    finally:
+        stop.set()
+        watcher.join()
+    trials = read_table(str(tmp_path / "pack"), TRIALS)
+    assert (trials["status"] == "completed").all() and len(trials) == 8
+    assert max(used) == pytest.approx(2.0)        # four 0.5-GPU trials at once ...
+    assert all(u <= 2.0 + 1e-9 for u in used)     # ... and never more
+
+
+def test_trial_larger_than_any_node_is_refused(two_gpu_nodes, tmp_path):
+    study = Study("big", grid(lr=[0.1]), dict(data="synthetic:300", data_root=str(tmp_path / "data")))
+    with pytest.raises(ConfigError, match="needs 2 GPU but the largest node has 1"):
+        run_study(study, SweepOptions(storage=str(tmp_path), gpus_per_trial=2, verbose=0))
+    assert not (tmp_path / "big").exists()  # refused before anything was written
+
+
+def test_cluster_yaml_passes_rays_launcher_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))
+    assert config["head_node_type"] in config["available_node_types"]
+    assert any("pip install" in c and "raylab" in c for c in config["setup_commands"])
