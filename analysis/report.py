@@ -146,7 +146,7 @@ def _study_section(study: Study, out: Path) -> list[str]:
     lines += [to_markdown(table, reported or None)]
     if reported:
         lines += ["`report`: the single-run value the course report gave for this variant; "
-                  "`final − report`: the reproduced final val acc (mean over seeds) minus it.", ""]
+                  "`best − report`: the reproduced best val acc (mean over seeds) minus the report's best val acc.", ""]
     lines += [rank(table).note, ""]
     for name, caption in _figures(study, out):
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]

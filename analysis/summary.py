@@ -149,8 +149,9 @@ def to_markdown(summary: pd.DataFrame, reported: Mapping[str, float] | None = No
                 digits: int = 3) -> str:
     """The summary as a Markdown table; `reported` (variant -> value) adds report columns.
 
-    The `report` column is the course report's value for that variant and
-    `final − report` the reproduced final val acc mean minus it.
+    The `report` column is the course report's value for that variant (it
+    quoted the best validation accuracy of a run) and `best − report` the
+    reproduced best val acc mean minus it.
     """
     swept = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
     multi = summary["study"].nunique() > 1
@@ -158,7 +159,7 @@ def to_markdown(summary: pd.DataFrame, reported: Mapping[str, float] | None = No
                                              "final val acc", "best epoch", "diverged"]
     has_report = bool(reported) and any(v in reported for v in summary["variant"])
     if has_report:
-        header += ["report", "final − report"]
+        header += ["report", "best − report"]
     notes = (summary["running"] > 0) | (summary["failed"] > 0)
     if notes.any():
         header.append("notes")
@@ -177,7 +178,7 @@ def to_markdown(summary: pd.DataFrame, reported: Mapping[str, float] | None = No
             if rep is None:
                 cells += ["", ""]
             else:
-                diff = r["final_val_acc_mean"] - rep
+                diff = r["best_val_acc_mean"] - rep
                 cells += [f"{rep:.4f}", "–" if not np.isfinite(diff) else f"{diff:+.{digits}f}"]
         if notes.any():
             parts = [f"{int(r[k])} {k}" for k in ("running", "failed") if r[k] > 0]

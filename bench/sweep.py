@@ -3,7 +3,7 @@ against the same N trainings run back to back in one process with a bare loop.
 One JSON object on stdout, progress on stderr.
 
     python bench/sweep.py                 # 8 trials x 2 epochs, real CIFAR copy, + memory 4 vs 1
-    python bench/sweep.py --quick         # synthetic data, 3 trials x 1 epoch, no memory runs (< 60 s)
+    python bench/sweep.py --quick         # synthetic data, 2 trials x 1 epoch, no memory runs (< 60 s)
     python bench/sweep.py --trials 8 --epochs 2 --repeats 2 --no-memory
 
 What is measured:
@@ -341,7 +341,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"raylab data source (default: folder:{SHARED_CIFAR} when present, else "
                         "synthetic:50000; --quick: synthetic:2048)")
     p.add_argument("--root", default=str(DEFAULT_CACHE), help="cache root for decoded data (default %(default)s)")
-    p.add_argument("--trials", type=int, default=None, help="trials (seeds) in the sweep (default 8; --quick 3)")
+    p.add_argument("--trials", type=int, default=None, help="trials (seeds) in the sweep (default 8; --quick 2)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 2; --quick 1)")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to local Ray (default 2)")
     p.add_argument("--augment", action="store_true", help="train with crop/flip augmentation")
@@ -351,11 +351,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-memory", dest="memory", action="store_false")
     p.add_argument("--mem-trials", type=int, default=4, help="concurrent trials of the memory run (default 4)")
     p.add_argument("--mem-epochs", type=int, default=1, help="epochs per trial in the memory runs (default 1)")
-    p.add_argument("--quick", action="store_true", help="smoke run: synthetic data, 3 trials x 1 epoch, no memory runs")
+    p.add_argument("--quick", action="store_true", help="smoke run: synthetic data, 2 trials x 1 epoch, no memory runs")
     a = p.parse_args(argv)
     q = a.quick
     a.data = a.data or ("synthetic:2048" if q else f"folder:{SHARED_CIFAR}" if SHARED_CIFAR.exists() else "synthetic:50000")
-    a.trials = a.trials or (3 if q else 8)
+    a.trials = a.trials or (2 if q else 8)
     a.epochs = a.epochs or (1 if q else 2)
     a.memory = (not q) if a.memory is None else a.memory
     if min(a.trials, a.epochs, a.num_cpus, a.repeats, a.mem_trials, a.mem_epochs) < 1:
@@ -437,7 +437,7 @@ def main(argv=None) -> int:
         "data_load_and_put_seconds": med([s.get("data_load_and_put_seconds", float("nan")) for s in sweeps]),
         "overhead_per_trial_seconds": med([s.get("overhead_per_trial_seconds") for s in sweeps
                                            if s.get("overhead_per_trial_seconds") is not None]),
-        "import_seconds_fresh_process": import_seconds(),
+        "import_seconds_fresh_process": None if a.quick else import_seconds(),
         "sweeps": sweeps,
         "back_to_back": {f"{n}_thread": runs for n, runs in b2b.items()},
         "memory": memory,

@@ -7,6 +7,7 @@ and `raylab run jobs/FILE.py --epochs 5` do the same thing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import runpy
 import sys
@@ -56,6 +57,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
     g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
     g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="force a config field on every trial")
+    g.add_argument("--only", action="append", default=[], metavar="GLOB",
+                   help="run only variants whose STUDY/VARIANT name matches, e.g. 'lab2_*' or '*/lr=0.1'")
+    g.add_argument("--skip", action="append", default=[], metavar="GLOB", help="leave out matching variants")
     g.add_argument("--quiet", action="store_true", help="no Tune progress table")
 
 
@@ -87,7 +91,23 @@ def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
             options[name] = getattr(args, name)
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    return study.with_options(seeds=args.seeds, **options)
+    return select(study, args.only, args.skip).with_options(seeds=args.seeds, **options)
+
+
+def select(study: Study, only: list[str], skip: list[str]) -> Study:
+    """Keep the variants whose `study/variant` name matches --only and not --skip."""
+    from fnmatch import fnmatchcase
+
+    def name(v) -> str:
+        return f"{v.study or study.name}/{v.name}"
+
+    kept = [v for v in study.variants
+            if (not only or any(fnmatchcase(name(v), p) for p in only))
+            and not any(fnmatchcase(name(v), p) for p in skip)]
+    if not kept:
+        raise ConfigError(f"--only/--skip left no variant of study {study.name}: "
+                          f"its variants are {', '.join(name(v) for v in study.variants[:6])}...")
+    return dataclasses.replace(study, variants=kept)
 
 
 # ------------------------------------------------------------------ commands

@@ -352,7 +352,7 @@ def test_write_report_md_and_html(studies, tmp_path):
     text = md.read_text()
     assert md == out / "report.md" and (out / "report.html").exists()
     assert "## lab1_simplenn" in text and "## lr_sweep" in text and "## l2_sweep" in text
-    assert "| report | final − report |" in text and "| 0.6606 |" in text and "| 0.6576 |" in text
+    assert "| report | best − report |" in text and "| 0.6606 |" in text and "| 0.6576 |" in text
     assert "| baseline | none | 2 | 0.665 ± 0.007 | 0.665 ± 0.007 | 5.0 | 0 | 0.6606 | +0.004 |" in text
     assert "not safe to call: top two within 1 std" in text  # the L2 sweep
     images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]

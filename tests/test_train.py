@@ -12,11 +12,11 @@ from raylab.train import InjectedFault, l1_penalty, train
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return load_dataset("synthetic:1000", tmp_path_factory.mktemp("data"))
+    return load_dataset("synthetic:2000", tmp_path_factory.mktemp("data"))
 
 
 def cfg(**kw):
-    base = dict(data="synthetic:1000", epochs=2, lr=0.05, threads=1)
+    base = dict(data="synthetic:2000", epochs=2, lr=0.02, batch_size=64, threads=1)
     return TrialConfig.from_dict({**base, **kw})
 
 
@@ -30,9 +30,9 @@ def test_epoch_zero_is_the_untrained_model(data):
 
 
 def test_learning_beats_chance(data):
-    out = train(cfg(epochs=3), data)
+    out = train(cfg(epochs=2), data)
     assert out.status == "completed"
-    assert out.best_val_acc > 0.3  # chance is 0.1
+    assert out.best_val_acc > 0.4  # chance is 0.1
     assert out.history[-1]["train_loss"] < out.history[0]["train_loss"]
     assert out.n_params == sum(p.numel() for p in __import__("raylab.models", fromlist=["x"]).build_model("simplenn").parameters())
 
@@ -45,7 +45,7 @@ def test_l1_gradient_reaches_the_weights():
 
 def test_l1_shrinks_weights_in_training(data):
     plain = train(cfg(epochs=2, weight_decay=0.0), data)
-    sparse = train(cfg(epochs=2, weight_decay=0.0, l1=1e-3), data)
+    sparse = train(cfg(epochs=2, weight_decay=0.0, l1=2e-3), data)
 
     def near_zero(outcome):
         rows = [r for r in outcome.weights if r["layer"] == "fc1.weight"]
@@ -86,7 +86,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(data):
 
 
 def test_divergence_is_a_status_not_a_crash(data):
-    out = train(cfg(epochs=5, lr=5.0), data)
+    out = train(cfg(epochs=5, lr=50.0), data)
     assert out.status == "diverged"
     assert len(out.history) < 6
     assert not math.isfinite(out.history[-1]["train_loss"])
