@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -123,14 +124,14 @@ def bare_training(data, seed: int, epochs: int, augment: bool) -> dict:
 
 def back_to_back(data, seeds: list[int], epochs: int, augment: bool, threads: int) -> dict:
     torch.set_num_threads(threads)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     runs = []
     for seed in seeds:
         runs.append(bare_training(data, seed, epochs, augment))
         log(f"  back-to-back {threads} thread(s): seed {seed} done, {time.perf_counter() - t0:.1f} s")
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     total = lambda k: round(sum(r[k] for r in runs), 2)  # noqa: E731
-    return {"threads": threads, "wall_seconds": round(wall, 2),
+    return {"threads": threads, "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
             "wall_seconds_without_epoch0_eval": round(wall - sum(r["epoch0_eval_seconds"] for r in runs), 2),
             "train_seconds": total("train_seconds"), "eval_seconds": total("eval_seconds"),
             "epoch0_eval_seconds": total("epoch0_eval_seconds"),
@@ -254,7 +255,7 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
     sampler = _MemorySampler() if memory else None
     rt._put_shared_data, rt._run_config, raylab.data.load_dataset = timed_put, run_config_with_timeline, timed_load
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if not ray.is_initialized():
             rt._connect(opts)  # what run_study does first; timed on its own
         phases["ray_init_seconds"] = time.perf_counter() - t0
@@ -263,11 +264,13 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
         t1 = time.perf_counter()
         grid = rt.run_study(study, opts)
         t2 = time.perf_counter()
+        driver_cpu = time.process_time() - c0
     finally:
         rt._put_shared_data, rt._run_config, raylab.data.load_dataset = orig_put, orig_run_config, orig_load
         if sampler:
             sampler.stop_flag.set()
             sampler.join()
+    phases["cpu_seconds"] = driver_cpu + _ray_cpu_seconds()
     errors = [str(r.error)[:300] for r in grid if r.error]
     if not keep_ray:
         t3 = time.perf_counter()
@@ -281,6 +284,21 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
     if sampler:
         out["memory"] = sampler.result()
     return out
+
+
+def _ray_cpu_seconds() -> float:
+    """CPU seconds of every process Ray started for this driver, finished workers included
+    (their time is in their parent's children_* counters once reaped): robust to other
+    tenants' load, unlike wall time."""
+    import psutil
+    total = 0.0
+    for p in psutil.Process().children(recursive=True):
+        try:
+            t = p.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def _mean_final_acc(grid) -> float | None:
@@ -345,6 +363,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 2; --quick 1)")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to local Ray (default 2)")
     p.add_argument("--augment", action="store_true", help="train with crop/flip augmentation")
+    p.add_argument("--b2b-threads", default=None,
+                   help="torch threads of the back-to-back runs, comma-separated (default 1,NUM_CPUS)")
     p.add_argument("--repeats", type=int, default=1, help="sweep / back-to-back pairs, alternating order (default 1)")
     p.add_argument("--memory", dest="memory", action="store_true", default=None,
                    help="also measure worker memory of 1 vs --mem-trials concurrent trials (default on; --quick off)")
@@ -358,6 +378,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.trials = a.trials or (2 if q else 8)
     a.epochs = a.epochs or (1 if q else 2)
     a.memory = (not q) if a.memory is None else a.memory
+    a.b2b_threads = sorted({int(t) for t in (a.b2b_threads or f"1,{a.num_cpus}").split(",") if t.strip()})
     if min(a.trials, a.epochs, a.num_cpus, a.repeats, a.mem_trials, a.mem_epochs) < 1:
         p.error("counts must be >= 1")
     return a
@@ -365,6 +386,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    # a plain `kill` still runs the clean-up below (temporary storage, Ray shutdown)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_avg_start = os.getloadavg()[0]
     t = time.perf_counter()
     data = load_dataset(a.data, a.root)  # decodes into the cache once; the sweep's own load is then a hit
@@ -372,7 +395,7 @@ def main(argv=None) -> int:
     data_mb = sum(getattr(data, k).numel() * getattr(data, k).element_size()
                   for k in ("train_x", "train_y", "test_x", "test_y")) / MB
     seeds = list(range(a.trials))
-    thread_counts = sorted({1, a.num_cpus})
+    thread_counts = a.b2b_threads
 
     storage = tempfile.mkdtemp(prefix="raylab-bench-sweep-")
     sweeps, b2b = [], {n: [] for n in thread_counts}
@@ -380,8 +403,8 @@ def main(argv=None) -> int:
         for rep in range(a.repeats):
             # A B A B: back-to-back at num_cpus threads sits next to the sweep every time
             order = ["b2b_full", "sweep", "b2b_1"] if rep % 2 == 0 else ["b2b_1", "sweep", "b2b_full"]
-            if a.num_cpus == 1:
-                order = [o for o in order if o != "b2b_full"]
+            order = [o for o in order if not (o == "b2b_full" and (a.num_cpus == 1 or a.num_cpus not in thread_counts))
+                     and not (o == "b2b_1" and 1 not in thread_counts)]
             for what in order:
                 if what == "sweep":
                     log(f"repeat {rep + 1}: sweep of {a.trials} trials x {a.epochs} epochs on {a.num_cpus} CPUs")
@@ -408,7 +431,8 @@ def main(argv=None) -> int:
 
     full = b2b.get(a.num_cpus, [])
     ratio = [s["wall_seconds"] / f["wall_seconds"] for s, f in zip(sweeps, full)]
-    ratio_1 = [s["wall_seconds"] / f["wall_seconds"] for s, f in zip(sweeps, b2b[1])]
+    ratio_1 = [s["wall_seconds"] / f["wall_seconds"] for s, f in zip(sweeps, b2b.get(1, []))]
+    cpu_1 = [(s["cpu_seconds"] - f["cpu_seconds"]) / a.trials for s, f in zip(sweeps, b2b.get(1, []))]
     med = lambda v: round(statistics.median(v), 3) if v else None  # noqa: E731
     result = {
         "bench": "sweep",
@@ -437,6 +461,9 @@ def main(argv=None) -> int:
         "data_load_and_put_seconds": med([s.get("data_load_and_put_seconds", float("nan")) for s in sweeps]),
         "overhead_per_trial_seconds": med([s.get("overhead_per_trial_seconds") for s in sweeps
                                            if s.get("overhead_per_trial_seconds") is not None]),
+        # CPU seconds the sweep (driver + every Ray process) used beyond back-to-back at 1 thread,
+        # per trial: the overhead in a unit that other tenants' load hardly changes
+        "extra_cpu_seconds_per_trial_vs_back_to_back_1_thread": med(cpu_1),
         "import_seconds_fresh_process": None if a.quick else import_seconds(),
         "sweeps": sweeps,
         "back_to_back": {f"{n}_thread": runs for n, runs in b2b.items()},

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from raylab.config import CIFAR_MEAN, CIFAR_STD, TrialConfig
 from raylab.data import augment_batch, load_dataset
@@ -147,7 +148,6 @@ class InMemoryImages(torch.utils.data.Dataset):
         return len(self.hwc)
 
     def __getitem__(self, i: int):
-        from PIL import Image
         return self.transform(Image.fromarray(self.hwc[i])), int(self.labels[i])
 
 

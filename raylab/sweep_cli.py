@@ -155,7 +155,10 @@ def _run(study: Study, args: argparse.Namespace) -> int:
 
     opts = sweep_options(args)
     n = len(study.trials())  # validates every trial's config before Ray starts
-    print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds = {n} trials")
+    shared = len(study.variants) * len(study.seed_list) - n
+    note = f" ({shared} repeat an identical config and share its trial)" if shared else ""
+    print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds "
+          f"= {n} trials{note}")
     run_study(study, opts)
     return _summary(study_dir(opts.storage, study.name))
 

@@ -333,7 +333,7 @@ def run_study(study: Study, opts: SweepOptions):
         tuner = tune.Tuner(
             _trainable(sources),
             param_space={"spec": tune.grid_search(specs)},
-            tune_config=_tune_config(opts),
+            tune_config=_tune_config(opts, max(t.config.epochs for t in trials)),
             run_config=_run_config(root, opts),
         )
         return tuner.fit()
@@ -389,17 +389,18 @@ def raylab_trial(config: dict, data_refs: dict | None = None) -> None:
     run_trial(config["spec"], data_refs)
 
 
-def _tune_config(opts: SweepOptions):
+def _tune_config(opts: SweepOptions, max_epochs: int):
     from ray import tune
-    scheduler = None
+    common = dict(max_concurrent_trials=opts.max_concurrent or None,
+                  trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
     if opts.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
-        scheduler = ASHAScheduler(time_attr="training_iteration", grace_period=2, reduction_factor=3)
-        return tune.TuneConfig(metric="val_acc", mode="max", scheduler=scheduler,
-                               max_concurrent_trials=opts.max_concurrent or None,
-                               trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
-    return tune.TuneConfig(max_concurrent_trials=opts.max_concurrent or None,
-                           trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
+        # One report per epoch, epoch 0 included: rungs after epochs 1, 5, 17, ... keep the
+        # best third by val acc; max_t past the last epoch so no trial is cut for length alone.
+        asha = ASHAScheduler(time_attr="training_iteration", grace_period=2, reduction_factor=3,
+                             max_t=max_epochs + 2)
+        return tune.TuneConfig(metric="val_acc", mode="max", scheduler=asha, **common)
+    return tune.TuneConfig(**common)
 
 
 def _trial_name(trial) -> str:

@@ -86,3 +86,18 @@ def test_ddp_trial_with_two_gloo_workers(local_ray, tmp_path):
     # Each epoch sees the whole training set once across the two workers.
     assert (two.loc[1:, "train_images"] == 400).all()
     assert (two.loc[1:, "val_acc"] - one.loc[1:, "val_acc"]).abs().max() < 0.1
+
+
+def test_asha_stops_weak_trials_and_records_them(local_ray, tmp_path):
+    study = small("asha", grid(lr=[0.05, 0.02, 0.01, 0.001, 0.0003, 0.0001]),
+                  data_root=str(tmp_path / "data"), epochs=6)
+    run_study(study, SweepOptions(storage=str(tmp_path), verbose=0, scheduler="asha"))
+    root = str(tmp_path / "asha")
+    trials, metrics = read_table(root, TRIALS), read_table(root, METRICS)
+    assert set(trials["status"]) <= {"completed", "stopped"}
+    stopped = trials[trials["status"] == "stopped"]
+    assert len(stopped) >= 1
+    runs = metrics.groupby("trial_id")["epoch"].max()
+    assert (runs[stopped["trial_id"]] < 6).all()
+    assert stopped["best_val_acc"].notna().all()
+    assert not metrics.duplicated(["trial_id", "epoch"]).any()
