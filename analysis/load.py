@@ -3,11 +3,19 @@
     study = load_study("results/lab2_lr_sweep")       # or "s3://bucket/results/lab2_lr_sweep"
     study.metrics, study.trials, study.weights         # tidy tables, one row per epoch / trial / bin
     study.swept                                        # config fields the variants differ in: ["lr"]
+    study.split()                                      # a combined sweep: one Study per `study` value
 
 Works on the partial results of a running sweep: a trial that has reported
 epochs but no row in trials.parquet yet appears with status "running" and its
 best / final val acc computed from the epochs so far; weights.parquet may be
 missing. Anything that is not a study folder raises StudyError with one line.
+
+A combined sweep (`raylab.study.combine`, e.g. jobs/assignment.py) writes one
+folder whose rows carry several values in the `study` column; an identical
+config is trained once and its rows are written under every study holding it.
+`study.split()` (= `split_studies(study)`) gives one Study per value, each as
+a folder of its own would load: its variants only, swept fields inferred
+within it, the same path.
 Imports neither torch nor Ray.
 """
 from __future__ import annotations
@@ -60,12 +68,18 @@ class Study:
     def variants(self) -> list[str]:
         """Variant names in the order of study.json when given, else sorted."""
         present = set(self.trials["variant"]) | set(self.metrics["variant"])
-        listed = [v for v in self.meta.get("variants", []) if isinstance(v, str) and v in present]
+        listed = list(dict.fromkeys(v for v in self.meta.get("variants", [])
+                                    if isinstance(v, str) and v in present))
         return listed + sorted(present - set(listed))
 
     @property
     def studies(self) -> list[str]:
-        return sorted(set(self.trials["study"]) | set(self.metrics["study"]))
+        """The values of the `study` column, sorted (several in a combined sweep)."""
+        return sorted(set(self.trials["study"].dropna()) | set(self.metrics["study"].dropna()))
+
+    def split(self) -> list["Study"]:
+        """One Study per `study` value (see `split_studies`); [self] when there is one."""
+        return split_studies(self)
 
     @property
     def swept(self) -> list[str]:
@@ -135,6 +149,79 @@ def load_studies(paths: Iterable[str | os.PathLike]) -> Study:
     meta = {"studies": [s.meta or {"name": s.name} for s in studies]}
     return Study(name=" + ".join(s.name for s in studies), path=",".join(s.path for s in studies),
                  metrics=cat("metrics"), trials=cat("trials"), weights=cat("weights"), meta=meta)
+
+
+# ------------------------------------------------------------------ combined sweeps
+def split_studies(study: Study) -> list[Study]:
+    """The studies of a combined folder (several `study` values) as one Study each.
+
+    Each part holds only the metrics / trials / weights rows of its `study`
+    value, so its variants, summary and inferred swept fields are its own, as
+    if it had been run alone. Order and per-study meta come from study.json
+    when it names the studies (a `studies` list of names or of objects with
+    name / variants / swept, as `load_studies` makes, or variants written
+    "study/variant"); otherwise the parts are sorted by name, their variants
+    sorted (by the swept value for a one-field sweep) and their swept fields
+    inferred. The parent's name is kept in each part's meta as `combined`.
+    A study with a single `study` value is returned unchanged, as [study].
+    """
+    names = study.studies
+    if len(names) <= 1:
+        return [study]
+    metas = _sub_metas(study.meta)
+    order = [n for n in metas if n in names] + sorted(n for n in names if n not in metas)
+    parts = []
+    for name in order:
+        def rows(df: pd.DataFrame) -> pd.DataFrame:
+            return df[df["study"] == name].reset_index(drop=True)
+        meta = {**metas.get(name, {}), "name": name, "combined": study.name}
+        parts.append(Study(name=name, path=study.path, metrics=rows(study.metrics),
+                           trials=rows(study.trials), weights=rows(study.weights), meta=meta))
+    return parts
+
+
+def shared_variants(study: Study) -> list[list[tuple[str, str]]]:
+    """Groups of (study, variant) of a combined folder that are the same runs.
+
+    A combined sweep trains each distinct config once and writes its rows under
+    every study that holds it; these are the (study, variant) pairs whose
+    trials have identical configs and seeds. Only groups spanning 2+ studies.
+    """
+    t = study.trials
+    if t.empty or t["study"].nunique() < 2:
+        return []
+    cols = config_fields(t)
+    keys: dict[tuple[str, str], set] = {}
+    for row in t[["study", "variant", "seed", *cols]].itertuples(index=False):
+        vals = tuple(None if (isinstance(v, float) and math.isnan(v)) else _hashable(v) for v in row[2:])
+        keys.setdefault((row[0], row[1]), set()).add(vals)
+    groups: dict[frozenset, list[tuple[str, str]]] = {}
+    for sv, k in keys.items():
+        groups.setdefault(frozenset(k), []).append(sv)
+    out = [sorted(g) for g in groups.values() if len({s for s, _ in g}) > 1]
+    return sorted(out)
+
+
+def _sub_metas(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """study name -> its meta (variants, swept, ...) where the parent's study.json says it."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in meta.get("studies", []) if isinstance(meta.get("studies"), list) else []:
+        if isinstance(entry, str):
+            out.setdefault(entry, {})
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            out.setdefault(entry["name"], {k: v for k, v in entry.items()
+                                           if k in ("description", "swept", "variants", "seeds")})
+    for v in meta.get("variants", []) if isinstance(meta.get("variants"), list) else []:
+        if isinstance(v, str) and "/" in v:  # "lab2_swish/swish"
+            name, var = v.split("/", 1)
+            listed = out.setdefault(name, {}).setdefault("variants", [])
+            if var not in listed:
+                listed.append(var)
+        elif isinstance(v, dict) and isinstance(v.get("study"), str) and isinstance(v.get("name"), str):
+            listed = out.setdefault(v["study"], {}).setdefault("variants", [])
+            if v["name"] not in listed:
+                listed.append(v["name"])
+    return out
 
 
 # ------------------------------------------------------------------ helpers
@@ -229,7 +316,9 @@ def _read_meta(path: str) -> dict[str, Any]:
 
 
 def _complete_trials(trials: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Add a `running` row for every trial that has epochs in metrics but no trials row yet."""
+    """Add a `running` row for every trial that has epochs in metrics but no trials row yet,
+    and fill the results of a `running` row written without them from its epochs so far."""
+    trials = _fill_running(trials, metrics)
     known = set(trials["trial_id"].dropna())
     live = metrics[~metrics["trial_id"].isin(known)]
     if live.empty:
@@ -258,6 +347,31 @@ def _complete_trials(trials: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFram
             out[col] = pd.Series(dtype="float64")
     out["status"] = out["status"].fillna("running").astype(str)
     return out.reset_index(drop=True)
+
+
+def _fill_running(trials: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """A sweep may write a `running` trials row before the trial's result: take best / final
+    val acc and epochs run from the epochs reported so far where the row has none."""
+    if trials.empty or metrics.empty:
+        return trials
+    todo = trials["status"].astype(str).eq("running") & trials["best_val_acc"].isna() \
+        & trials["trial_id"].isin(set(metrics["trial_id"]))
+    if not todo.any():
+        return trials
+    m = metrics[metrics["trial_id"].isin(set(trials.loc[todo, "trial_id"]))]
+    m = m.assign(_acc=m["val_acc"].where(np.isfinite(m["val_acc"])))
+    trials = trials.copy()
+    for i in trials.index[todo]:
+        g = m[m["trial_id"] == trials.at[i, "trial_id"]].sort_values("epoch")
+        if g["_acc"].notna().any():
+            best = g["_acc"].idxmax()
+            trials.at[i, "best_val_acc"] = float(g.at[best, "_acc"])
+            trials.at[i, "best_epoch"] = float(g.at[best, "epoch"])
+        trials.at[i, "final_val_acc"] = float(g["val_acc"].iloc[-1])
+        epochs = float(g["epoch"].max())
+        if not (trials.at[i, "epochs_run"] >= epochs):
+            trials.at[i, "epochs_run"] = epochs
+    return trials
 
 
 def _single(col: pd.Series) -> str | None:

@@ -345,7 +345,7 @@ def pairwise(trials: pd.DataFrame, metrics: pd.DataFrame, a: str, b: str, *,
              colors: Mapping[str, str] | None = None, fig: Figure | None = None) -> Figure:
     """Variant `a` against `b` (e.g. "lr=0.1" vs "bn+lr=0.1"): curves of both, one panel per metric.
 
-    The first panel is annotated with the difference in best val acc, b − a,
+    The first panel's legend is headed by the difference in best val acc, b − a,
     as difference of means ± sqrt(std_a² + std_b²) over seeds.
     """
     colors = _colors(_keys(metrics), colors)
@@ -353,19 +353,21 @@ def pairwise(trials: pd.DataFrame, metrics: pd.DataFrame, a: str, b: str, *,
     diverged = diverged_trials(df, trials)
     fig = _new_fig(fig, (5.2 * len(panels), 4.6))
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True))
-    for ax, metric in zip(axes, panels):
+    d = difference(trials, a, b)
+    spread = (f"± {d['std']:.3f}" if np.isfinite(d["std"]) else "(no std: a side has 1 seed)")
+    text = (f"Δ best val acc ({b} − {a})\n= {d['mean']:+.3f} {spread}\n"
+            f"mean diff ± √(sa²+sb²), n = {d['n_a']} vs {d['n_b']} seeds")
+    for i, (ax, metric) in enumerate(zip(axes, panels)):
         _draw_curves(ax, df, metric, colors, diverged, label_n=True)
         ax.set_title(METRIC_NAMES.get(metric, metric))
         ax.set_xlabel(AXIS_LABELS["epoch"])
         ax.set_ylabel(AXIS_LABELS.get(metric, metric))
         ax.grid(True, alpha=0.3)
-        _legend(ax)
-    d = difference(trials, a, b)
-    spread = (f"± {d['std']:.3f}" if np.isfinite(d["std"]) else "(no std: a side has 1 seed)")
-    text = (f"Δ best val acc ({b} − {a})\n= {d['mean']:+.3f} {spread}\n"
-            f"mean diff ± √(sa²+sb²), n = {d['n_a']} vs {d['n_b']} seeds")
-    axes[0].text(0.03, 0.97, text, transform=axes[0].transAxes, va="top", ha="left",
-                 fontsize="small", bbox=dict(boxstyle="round", fc="white", ec="0.6", alpha=0.9))
+        if i == 0:  # the difference heads the first legend, placed where it hides no curve
+            ax.legend(title=text, title_fontsize="small", fontsize="small", loc="best",
+                      framealpha=0.9, alignment="left")
+        else:
+            _legend(ax)
     fig.suptitle(f"{_study_name(df, given=study)}: {a} vs {b}\n({_band_text(df)})")
     return fig
 

@@ -5,6 +5,12 @@ value next to it where there is one), the ranking and whether it is safe to
 call, and the figures of `analysis.plots` as PNG files next to report.md,
 linked relatively. No timestamps: the same results give the same report.
 
+A combined folder (`raylab.study.combine`, e.g. results/assignment: several
+values in the `study` column) is split with `Study.split()`: one section per
+study, each rendered as that study's own folder would be (its variants, swept
+fields, figures prefixed by its name, its `report` column), after a short
+intro naming the runs shared between studies.
+
 The course report's numbers live in REPORTED, keyed by (study, variant). The
 exact names expected (name job variants like this to get the `report` column):
 
@@ -33,7 +39,7 @@ from typing import Sequence
 from raylab.results import ResultsError, config_column
 
 from . import plots
-from .load import Study, StudyError, load_study
+from .load import Study, StudyError, load_study, shared_variants
 from .summary import rank, summarize, to_markdown
 
 REPORTED: dict[tuple[str, str], float] = {
@@ -129,12 +135,15 @@ def _figures(study: Study, out: Path) -> list[tuple[str, str]]:
     return made
 
 
-def _study_section(study: Study, out: Path) -> list[str]:
+def _study_section(study: Study, out: Path, level: int = 2) -> list[str]:
     t = study.trials
     counts = t["status"].value_counts()
     status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trials yet"
-    lines = [f"## {study.name}", "",
-             f"Folder `{study.path}`: {len(study.variants)} variant(s), {len(t)} trial(s) ({status}).",
+    parent = study.meta.get("combined")
+    where = f"Folder `{study.path}`" + (f" (study `{study.name}` of the combined sweep `{parent}`)"
+                                        if parent else "")
+    lines = ["#" * level + f" {study.name}", "",
+             f"{where}: {len(study.variants)} variant(s), {len(t)} trial(s) ({status}).",
              f"Swept: {', '.join(study.swept) or 'nothing (named variants)'}.", ""]
     if study.running:
         lines += ["**Partial results**: some trials are still running; numbers will change.", ""]
@@ -150,6 +159,19 @@ def _study_section(study: Study, out: Path) -> list[str]:
     lines += [rank(table).note, ""]
     for name, caption in _figures(study, out):
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    return lines
+
+
+def _combined_intro(study: Study, parts: list[Study]) -> list[str]:
+    lines = [f"## {study.name}", "",
+             f"Folder `{study.path}` holds a combined sweep of {len(parts)} studies: "
+             + ", ".join(f"`{p.name}`" for p in parts)
+             + ". Each has its own section below, as its own folder would render.", ""]
+    shared = shared_variants(study)
+    if shared:
+        lines += ["Identical configs were trained once; their results appear under every study "
+                  "that holds them (same runs, same numbers): "
+                  + "; ".join(" = ".join(f"`{s}/{v}`" for s, v in g) for g in shared) + ".", ""]
     return lines
 
 
@@ -171,7 +193,13 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
              "Numbers are mean ± std over seeds (sample std, ddof=1); `(n=1)` marks a single run, "
              "which gives no spread. Accuracies are fractions of the validation split.", ""]
     for study in studies:
-        lines += _study_section(study, out_dir)
+        parts = study.split()
+        if len(parts) == 1:
+            lines += _study_section(study, out_dir)
+        else:
+            lines += _combined_intro(study, parts)
+            for part in parts:
+                lines += _study_section(part, out_dir, level=3)
     md = out_dir / "report.md"
     md.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     if fmt == "html":

@@ -3,7 +3,7 @@ against the same N trainings run back to back in one process with a bare loop.
 One JSON object on stdout, progress on stderr.
 
     python bench/sweep.py                 # 8 trials x 2 epochs, real CIFAR copy, + memory 4 vs 1
-    python bench/sweep.py --quick         # synthetic data, 2 trials x 1 epoch, no memory runs (< 60 s)
+    python bench/sweep.py --quick         # synthetic, 2 trials x 1 epoch, back-to-back at 1 thread only, no memory runs
     python bench/sweep.py --trials 8 --epochs 2 --repeats 2 --no-memory
 
 What is measured:
@@ -364,7 +364,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to local Ray (default 2)")
     p.add_argument("--augment", action="store_true", help="train with crop/flip augmentation")
     p.add_argument("--b2b-threads", default=None,
-                   help="torch threads of the back-to-back runs, comma-separated (default 1,NUM_CPUS)")
+                   help="torch threads of the back-to-back runs, comma-separated (default 1,NUM_CPUS; --quick 1)")
     p.add_argument("--repeats", type=int, default=1, help="sweep / back-to-back pairs, alternating order (default 1)")
     p.add_argument("--memory", dest="memory", action="store_true", default=None,
                    help="also measure worker memory of 1 vs --mem-trials concurrent trials (default on; --quick off)")
@@ -378,7 +378,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.trials = a.trials or (2 if q else 8)
     a.epochs = a.epochs or (1 if q else 2)
     a.memory = (not q) if a.memory is None else a.memory
-    a.b2b_threads = sorted({int(t) for t in (a.b2b_threads or f"1,{a.num_cpus}").split(",") if t.strip()})
+    a.b2b_threads = sorted({int(t) for t in (a.b2b_threads or ("1" if q else f"1,{a.num_cpus}")).split(",") if t.strip()})
     if min(a.trials, a.epochs, a.num_cpus, a.repeats, a.mem_trials, a.mem_epochs) < 1:
         p.error("counts must be >= 1")
     return a

@@ -137,9 +137,20 @@ class Study:
                 and len({json.dumps(v.overrides.get(k, base[k])) for v in self.variants}) > 1]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "swept": self.swept(),
-                "variants": [v.name for v in self.variants], "seeds": self.seed_list,
-                "base": self.base, "options": self.options, "overrides": {v.name: v.overrides for v in self.variants}}
+        """What study.json records; a combined study also lists its parts, in job order."""
+        def key(v: Variant) -> str:
+            return f"{v.study}/{v.name}" if v.study else v.name
+
+        out = {"name": self.name, "description": self.description, "swept": self.swept(),
+               "variants": [key(v) for v in self.variants], "seeds": self.seed_list,
+               "base": self.base, "options": self.options,
+               "overrides": {key(v): v.overrides for v in self.variants}}
+        parts = list(dict.fromkeys(v.study for v in self.variants if v.study))
+        if parts:
+            out["studies"] = [{"name": p, "variants": [v.name for v in self.variants if v.study == p],
+                               "swept": Study(p, [v for v in self.variants if v.study == p]).swept()}
+                              for p in parts]
+        return out
 
     def main(self, argv: list[str] | None = None) -> int:
         """Run this study from a job file: `python jobs/FILE.py --epochs 5`."""

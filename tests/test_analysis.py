@@ -38,7 +38,8 @@ BASE = {"model": "simplenn", "batchnorm": False, "activation": "relu", "data": "
 
 # ------------------------------------------------------------------ generator
 def write_study(folder: Path, name: str, spec: dict, *, seeds=(0, 1), epochs: int = 5,
-                meta: dict | None = None, weights: bool = True, running: tuple = ()) -> Path:
+                meta: dict | None = None, weights: bool = True, running: tuple = (),
+                study: str | None = None) -> Path:
     """Write a study folder. spec: variant -> {"config": {...}, "best": [per seed],
     "final": [per seed] (default = best), "diverge": bool, "wscale": float}.
 
@@ -46,8 +47,11 @@ def write_study(folder: Path, name: str, spec: dict, *, seeds=(0, 1), epochs: in
     when final != best, then drops to `final`). A diverging trial reaches `best`
     at epoch 1, then its losses are inf / nan and it stops after epoch 2.
     `running` names (variant, seed) pairs that have epochs but no trials row yet.
+    `study`: the `study` column when it is not the folder's name; the writer reads
+    the folder back first, so calls with several values make a combined folder.
     """
     path = folder / name
+    name = study or name
     w = R.StudyWriter(str(path))
     for variant, v in spec.items():
         for i, seed in enumerate(seeds):
@@ -300,7 +304,7 @@ def test_pairwise_annotates_the_difference(studies):
     fig = plots.pairwise(s.trials, s.metrics, "lr=0.01", "lr=0.1")
     assert len(fig.axes) == 2
     assert {ln.get_label() for ln in fig.axes[0].lines} == {"lr=0.01 (n=2)", "lr=0.1 (n=2)"}
-    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    text = fig.axes[0].get_legend().get_title().get_text()
     assert "Δ best val acc (lr=0.1 − lr=0.01)" in text and "+0.090 ± 0.032" in text
     assert "lr=0.01 vs lr=0.1" in fig._suptitle.get_text()
 
@@ -360,6 +364,63 @@ def test_write_report_md_and_html(studies, tmp_path):
     assert "lr_sweep_sweep_lr.png" in images and "l2_sweep_weights.png" in images
     html = (out / "report.html").read_text()
     assert html.count("<table>") == 3 and "<img src=\"lab1_simplenn_learning_curves.png\"" in html
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading + "\n")
+    end = text.find("\n#", start + len(heading))
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_combined_folder_splits_into_one_section_per_study(tmp_path):
+    # One folder, two `study` values, as raylab.study.combine writes it: lab1's baseline
+    # is the same run as the sweep's lr=0.01, so its rows appear under both studies.
+    base = {"best": [0.66, 0.67]}
+    write_study(tmp_path, "combo", {"lr=0.1": {"config": {"lr": 0.1}, "best": [0.70, 0.72]},
+                                    "lr=0.01": base}, study="lr_sweep", weights=False)
+    path = write_study(tmp_path, "combo", {
+        "baseline": base,
+        "step-decay": {"config": {"schedule": "step"}, "best": [0.65, 0.66], "wscale": 0.05}},
+        study="lab1_simplenn",
+        meta={"name": "combo", "swept": ["lr", "schedule"], "seeds": [0, 1],
+              "variants": ["lr=0.1", "lr=0.01", "baseline", "step-decay"]})
+    whole = load_study(path)
+    assert whole.name == "combo" and whole.studies == ["lab1_simplenn", "lr_sweep"]
+    parts = whole.split()
+    assert [p.name for p in parts] == ["lab1_simplenn", "lr_sweep"]  # sorted: study.json names none
+    lab1, lr = parts
+    assert lab1.variants == ["baseline", "step-decay"] and lab1.swept == ["schedule"]
+    assert lr.variants == ["lr=0.01", "lr=0.1"] and lr.swept == ["lr"]
+    assert len(lab1.trials) == len(lr.trials) == 4 and set(lab1.weights["study"]) == {"lab1_simplenn"}
+    assert lab1.meta["combined"] == "combo" and lab1.path == whole.path
+    assert load_study(path).split()[0].trials.equals(lab1.trials)  # split leaves the parent alone
+    single = load_study(write_study(tmp_path, "single", {"a": base}, weights=False))
+    assert [p is single for p in single.split()] == [True]  # one study value: unchanged
+
+    out = tmp_path / "report"
+    text = write_report([str(path)], str(out)).read_text()
+    assert text.count("\n## ") == 1 and "## combo" in text  # one intro, then a section per study
+    assert text.index("### lab1_simplenn") < text.index("### lr_sweep")
+    assert "`lab1_simplenn/baseline` = `lr_sweep/lr=0.01`" in text
+    s1, s2 = _section(text, "### lab1_simplenn"), _section(text, "### lr_sweep")
+    assert "Swept: schedule." in s1 and "Swept: lr." in s2
+    assert "| variant | schedule | seeds |" in s1 and "| variant | lr | seeds |" in s2
+    assert "| baseline | none | 2 | 0.665 ± 0.007 |" in s1 and "| 0.6606 |" in s1  # course report
+    assert "lr=0.1" not in s1 and "baseline" not in s2 and "report" not in s2.split("Ranking")[0]
+    assert "| lr=0.01 | 0.01 | 2 | 0.665 ± 0.007 |" in s2  # same numbers: the shared run
+    assert "lab1_simplenn_pair_baseline_vs_step-decay.png" in s1 and "lab1_simplenn_weights.png" in s1
+    assert "lr_sweep_sweep_lr.png" in s2 and "lr_sweep_learning_curves.png" in s2
+    images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert all((out / name).exists() for name in images) and not any(
+        name.startswith("combo_") for name in images)
+
+    # study.json naming its studies (as load_studies' meta does) sets the section order
+    meta = json.loads((path / "study.json").read_text())
+    meta["studies"] = [{"name": "lr_sweep", "variants": ["lr=0.1", "lr=0.01"]}, "lab1_simplenn"]
+    (path / "study.json").write_text(json.dumps(meta))
+    parts = load_study(path).split()
+    assert [p.name for p in parts] == ["lr_sweep", "lab1_simplenn"]
+    assert parts[0].variants == ["lr=0.1", "lr=0.01"] and parts[0].swept == ["lr"]
 
 
 def test_cli_main_default_out_and_errors(studies, tmp_path, capsys):
