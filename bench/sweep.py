@@ -171,13 +171,18 @@ def _noop_callback():
     return tune.Callback()
 
 
-class _MemorySampler(threading.Thread):
-    """Sums RSS / PSS / USS over Ray worker processes (children of this driver whose
-    title starts with 'ray::') every `period` s; keeps the peaks."""
+class _Sampler(threading.Thread):
+    """Polls this driver's descendants (Ray's processes) every `period` s.
 
-    def __init__(self, period: float = 0.5):
+    CPU: the last user+system seen per process, summed (a finished worker's
+    time is kept from its last poll, so up to `period` s per worker is missed).
+    Memory (optional): peak sums of RSS / PSS / USS over trial workers, i.e.
+    processes titled 'ray::...' other than idle workers and Ray's agents."""
+
+    def __init__(self, memory: bool, period: float = 0.5):
         super().__init__(daemon=True)
-        self.period, self.stop_flag = period, threading.Event()
+        self.memory, self.period, self.stop_flag = memory, period, threading.Event()
+        self.cpu: dict[int, float] = {}
         self.peak = {"rss": 0, "pss": 0, "uss": 0, "workers": 0, "max_worker_rss": 0, "max_worker_uss": 0}
         self.peak_all = {"rss": 0, "pss": 0}
 
@@ -185,17 +190,21 @@ class _MemorySampler(threading.Thread):
         import psutil
         me = psutil.Process()
         while not self.stop_flag.is_set():
-            tot = {"rss": 0, "pss": 0, "uss": 0, "workers": 0, "max_worker_rss": 0, "max_worker_uss": 0}
-            all_ = {"rss": 0, "pss": 0}
+            tot = dict.fromkeys(self.peak, 0)
+            all_ = dict.fromkeys(self.peak_all, 0)
             for p in me.children(recursive=True):
                 try:
+                    t = p.cpu_times()
+                    self.cpu[p.pid] = t.user + t.system
+                    if not self.memory:
+                        continue
                     title = (p.cmdline() or [p.name()])[0]
                     m = p.memory_full_info()
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
                 all_["rss"] += m.rss
                 all_["pss"] += m.pss
-                if title.startswith("ray::") and "IDLE" not in title:
+                if title.startswith("ray::") and not any(w in title for w in ("IDLE", "Agent")):
                     tot["workers"] += 1
                     tot["rss"] += m.rss
                     tot["pss"] += m.pss
@@ -208,8 +217,11 @@ class _MemorySampler(threading.Thread):
                 self.peak_all[k] = max(self.peak_all[k], all_[k])
             self.stop_flag.wait(self.period)
 
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
+
     def result(self) -> dict:
-        out = {f"workers_{k}_mb" if k != "workers" else "busy_workers": (round(v / MB, 1) if k != "workers" else v)
+        out = {f"workers_{k}_mb" if k != "workers" else "trial_workers": (round(v / MB, 1) if k != "workers" else v)
                for k, v in self.peak.items()}
         out.update({f"all_ray_processes_{k}_mb": round(v / MB, 1) for k, v in self.peak_all.items()})
         return out
@@ -252,25 +264,23 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
         rc.callbacks = [*(rc.callbacks or []), timeline.make_callback()]
         return rc
 
-    sampler = _MemorySampler() if memory else None
+    sampler = _Sampler(memory)
     rt._put_shared_data, rt._run_config, raylab.data.load_dataset = timed_put, run_config_with_timeline, timed_load
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         if not ray.is_initialized():
             rt._connect(opts)  # what run_study does first; timed on its own
         phases["ray_init_seconds"] = time.perf_counter() - t0
-        if sampler:
-            sampler.start()
+        sampler.start()
         t1 = time.perf_counter()
         grid = rt.run_study(study, opts)
         t2 = time.perf_counter()
         driver_cpu = time.process_time() - c0
     finally:
         rt._put_shared_data, rt._run_config, raylab.data.load_dataset = orig_put, orig_run_config, orig_load
-        if sampler:
-            sampler.stop_flag.set()
-            sampler.join()
-    phases["cpu_seconds"] = driver_cpu + _ray_cpu_seconds()
+        sampler.stop_flag.set()
+        sampler.join()
+    phases["cpu_seconds"] = driver_cpu + sampler.cpu_seconds()  # driver + every Ray process
     errors = [str(r.error)[:300] for r in grid if r.error]
     if not keep_ray:
         t3 = time.perf_counter()
@@ -281,24 +291,9 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
            **{k: round(v, 2) for k, v in phases.items()}}
     out.update(_analyse_timeline(timeline, num_cpus, t2 - t0, t2 - t1, n_trials))
     out["mean_final_val_acc"] = _mean_final_acc(grid)
-    if sampler:
+    if memory:
         out["memory"] = sampler.result()
     return out
-
-
-def _ray_cpu_seconds() -> float:
-    """CPU seconds of every process Ray started for this driver, finished workers included
-    (their time is in their parent's children_* counters once reaped): robust to other
-    tenants' load, unlike wall time."""
-    import psutil
-    total = 0.0
-    for p in psutil.Process().children(recursive=True):
-        try:
-            t = p.cpu_times()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
 
 
 def _mean_final_acc(grid) -> float | None:
@@ -423,6 +418,9 @@ def main(argv=None) -> int:
                 m = run_sweep(a, f"bench_memory_{k}", k, a.mem_epochs, k, storage, memory=True)
                 memory[f"{k}_concurrent"] = {**m["memory"], "wall_seconds": m["wall_seconds"], "errors": m["errors"]}
             one, many = memory["1_concurrent"], memory[f"{a.mem_trials}_concurrent"]
+            memory["data_is_shared_note"] = (
+                "trial workers map the object-store copy of the data; PSS splits those pages between "
+                "the processes, so the PSS sum is the real footprint; USS is each worker's private memory")
             memory["ratio_workers_pss"] = round(many["workers_pss_mb"] / max(one["workers_pss_mb"], 1e-9), 2)
             memory["ratio_workers_rss"] = round(many["workers_rss_mb"] / max(one["workers_rss_mb"], 1e-9), 2)
             memory["ratio_workers_uss"] = round(many["workers_uss_mb"] / max(one["workers_uss_mb"], 1e-9), 2)

@@ -63,7 +63,7 @@ class TrialConfig:
     device: str = "auto"               # auto (cuda when present) | cpu | cuda
     threads: int = 0                   # torch CPU threads; 0 = the CPUs this trial was given
     compile: bool = False              # torch.compile the model (CUDA only)
-    eval_batch_size: int = 1000        # images per evaluation step
+    eval_batch_size: int = 256         # images per evaluation step (1.6x faster than 1000 on 1 CPU thread)
     hist_bins: int = 64                # bins of the final weight histograms
     fail_at_epoch: int = 0             # testing: raise once after this epoch (fault injection); 0 = never
 
