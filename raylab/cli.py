@@ -46,6 +46,9 @@ def main_guard(fn, debug: bool = False) -> int:
     except KeyboardInterrupt:
         print("raylab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `raylab status ... | head`: the reader left, nothing is wrong
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except Exception as exc:
         if debug or not _is_user_error(exc):
             raise

@@ -191,19 +191,25 @@ def _summary(root: str) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """One line per trial from the Parquet files: works while a sweep runs, or after."""
     from raylab.results import METRICS, TRIALS, read_table
 
     trials = read_table(args.study_dir, TRIALS)
     metrics = read_table(args.study_dir, METRICS, required=False)
+    best = metrics.groupby("trial_id")["val_acc"].max()
     print(f"{'trial':<36} {'status':<10} {'epoch':>9} {'best val acc':>13} {'restarts':>8}")
-    for row in trials.sort_values("trial_id").itertuples():
-        total = int(row.epochs) if hasattr(row, "epochs") and row.epochs == row.epochs else 0
-        best = metrics.loc[metrics["trial_id"] == row.trial_id, "val_acc"].max()
-        print(f"{row.trial_id:<36} {row.status:<10} {int(row.epochs_run or 0):>4}/{total:<4} "
-              f"{best:>13.4f} {int(row.restarts or 0) if row.restarts == row.restarts else 0:>8}")
+    for row in trials.sort_values("trial_id").to_dict("records"):
+        done, total = _int(row.get("epochs_run")), _int(row.get("epochs"))
+        print(f"{row['trial_id']:<36} {row['status']:<10} {done:>4}/{total:<4} "
+              f"{best.get(row['trial_id'], float('nan')):>13.4f} {_int(row.get('restarts')):>8}")
     counts = trials["status"].value_counts().to_dict()
     print("\n" + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {len(metrics)} epoch rows")
     return 0
+
+
+def _int(value) -> int:
+    """Missing or NaN (a trial that has not reported yet) reads as 0."""
+    return int(value) if value is not None and value == value else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

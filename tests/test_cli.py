@@ -161,3 +161,6 @@ def test_sweep_survives_a_killed_driver(tmp_path):
     assert len(metrics) == 3 * 5
     assert not metrics.duplicated(["trial_id", "epoch"]).any()
     assert "best val acc" in proc.stdout
+    status = raylab("status", root)
+    assert status.returncode == 0 and "3 completed; 15 epoch rows" in status.stdout
+    assert status.stdout.count(" 4/4 ") == 3
