@@ -14,14 +14,14 @@ import torch
 
 from raylab.config import ConfigError, TrialConfig
 from raylab.results import StudyWriter, epoch_record, trial_record, weight_records
-from raylab.study import variant_name
+from raylab.study import Trial, variant_name
 from raylab.train import InjectedFault, check_resumable, format_epoch, load_checkpoint, train
 
 
 def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,
                progress: bool = True) -> int:
     variant = variant_name(overrides)
-    trial_id = f"{variant}_s{cfg.seed}".replace("=", "").replace("+", "_")
+    trial_id = Trial(out.resolve().name, variant, cfg.seed, cfg).trial_id  # the id a sweep would give it
     meta = {"study": out.resolve().name, "trial_id": trial_id, "variant": variant}
     config = cfg.to_dict()
     ckpt_path = out / "checkpoints" / f"{trial_id}.pt"

@@ -122,6 +122,11 @@ def load_job(path: str) -> Study:
         raise ConfigError(f"job file {path} line {exc.lineno}: {exc.msg}") from None
     except ConfigError as exc:
         raise ConfigError(f"job file {path}: {exc}") from None
+    except Exception as exc:  # the job file's own code failed: say where, in one line
+        import traceback
+        line = next((f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__))
+                     if Path(f.filename).resolve() == file.resolve()), "?")
+        raise ConfigError(f"job file {path} line {line}: {type(exc).__name__}: {exc}") from None
     study = namespace.get("STUDY")
     if not isinstance(study, Study):
         found = [v for v in namespace.values() if isinstance(v, Study)]

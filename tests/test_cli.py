@@ -106,6 +106,7 @@ def test_list_names_every_study():
 @pytest.mark.parametrize("body, needles", [
     ("", ["defines no study"]),
     ("x = (", ["line 1"]),
+    ("from raylab import Study\nSTUDY = Study('s', varaints=[])\n", ["line 2", "TypeError", "varaints"]),
     ("from raylab import Study, variant\nSTUDY = Study('s', [variant(lerning_rate=0.1)])\n",
      ["variant 'lerning_rate=0.1'", "unknown config field 'lerning_rate'"]),
 ])
