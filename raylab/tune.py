@@ -54,13 +54,16 @@ def default_resources(cfg: TrialConfig, opts: SweepOptions, cluster: dict[str, f
     """A slice of a machine per trial: small models share a GPU, big ones get one each.
 
     SimpleNN runs ~4 to a GPU (it is input-bound, not FLOP-bound); a ResNet
-    wants a whole GPU. On a CPU-only cluster each trial takes one CPU so that
-    trials, not threads, fill the cores.
+    or a DDP worker wants a whole GPU. On a CPU-only cluster each trial (or
+    worker) takes one CPU so that trials, not threads, fill the cores: on this
+    project's 2-core machine two 1-thread trials beat one 2-thread run 1.3-1.9x
+    (bench/sweep.py).
     """
     has_gpu = cluster.get("GPU", 0) > 0 and cfg.device != "cpu"
     gpu = opts.gpus_per_trial
     if gpu is None:
-        gpu = (0.25 if cfg.model == "simplenn" else 1.0) if has_gpu else 0.0
+        small = cfg.model == "simplenn" and opts.workers == 1  # DDP workers need whole GPUs
+        gpu = (0.25 if small else 1.0) if has_gpu else 0.0
     cpu = opts.cpus_per_trial if opts.cpus_per_trial is not None else (2.0 if gpu >= 1 else 1.0)
     return {"CPU": cpu, "GPU": gpu}
 

@@ -65,3 +65,16 @@ def test_cluster_yaml_passes_rays_launcher_validation():
     validate_config(prepare_config(config))
     assert config["head_node_type"] in config["available_node_types"]
     assert any("pip install" in c and "raylab" in c for c in config["setup_commands"])
+
+
+def test_default_resources_per_model_and_machine():
+    from raylab.config import TrialConfig
+    from raylab.tune import default_resources
+
+    gpu_box, cpu_box = {"CPU": 16, "GPU": 4}, {"CPU": 16}
+    small, big = TrialConfig.from_dict(model="simplenn"), TrialConfig.from_dict(model="resnet20")
+    assert default_resources(small, SweepOptions(), gpu_box) == {"CPU": 1.0, "GPU": 0.25}
+    assert default_resources(big, SweepOptions(), gpu_box) == {"CPU": 2.0, "GPU": 1.0}
+    assert default_resources(small, SweepOptions(workers=2), gpu_box)["GPU"] == 1.0
+    assert default_resources(big, SweepOptions(), cpu_box) == {"CPU": 1.0, "GPU": 0.0}
+    assert default_resources(small, SweepOptions(gpus_per_trial=0.125), gpu_box)["GPU"] == 0.125
