@@ -142,8 +142,9 @@ def train(
 
     status = "completed"
     epochs = range(start_epoch, cfg.epochs + 1)
-    bar = _progress(epochs, cfg, progress and rank == 0)
-    for epoch in bar:
+    show = progress and rank == 0
+    steps = -(-len(train_x) // (batch * world))  # batches per epoch, for the bar
+    for epoch in epochs:
         # --- train one epoch
         lr = lr_at(cfg, epoch)
         for group in optimizer.param_groups:
@@ -153,8 +154,9 @@ def train(
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         seen = 0
-        for xb, yb in train_batches(train_x, train_y, batch, generator=gen, augment=cfg.augment,
-                                    mean=cfg.mean, std=cfg.std, shard=(rank, world)):
+        batches = train_batches(train_x, train_y, batch, generator=gen, augment=cfg.augment,
+                                mean=cfg.mean, std=cfg.std, shard=(rank, world))
+        for xb, yb in _progress(batches, steps, f"epoch {epoch}/{cfg.epochs}", show):
             if device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(device):
@@ -177,9 +179,8 @@ def train(
         row = _row(epoch, train_loss, train_acc, val_loss, val_acc, lr,
                    time.perf_counter() - t0, totals[2].item() / max(train_seconds, 1e-9), int(totals[2].item()))
         emit(row)
-        if progress and rank == 0:
-            bar.set_postfix_str(f"loss {train_loss:.3f} val_acc {val_acc:.4f}")
-            bar.write(format_epoch(row))
+        if show:
+            print(format_epoch(row), flush=True)
 
         # --- a non-finite loss ends the trial as `diverged`, keeping its epochs
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
@@ -322,22 +323,9 @@ def format_epoch(row: dict) -> str:
             f"{row['images_per_second']:,.0f} img/s")
 
 
-def _progress(epochs: range, cfg: TrialConfig, show: bool):
+def _progress(batches, total: int, desc: str, show: bool):
+    """A tqdm bar over one epoch's batches (cleared when the epoch ends), or the batches as they are."""
     if not show:
-        return _Quiet(epochs)
+        return batches
     from tqdm import tqdm
-    return tqdm(epochs, desc=f"{cfg.model} seed {cfg.seed}", unit="epoch", dynamic_ncols=True)
-
-
-class _Quiet:
-    def __init__(self, it: range) -> None:
-        self.it = it
-
-    def __iter__(self):
-        return iter(self.it)
-
-    def set_postfix_str(self, _: str) -> None:
-        pass
-
-    def write(self, _: str) -> None:
-        pass
+    return tqdm(batches, total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
