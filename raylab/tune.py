@@ -110,13 +110,22 @@ def run_trial(config: dict, data_refs: dict | None = None) -> None:
             state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
         restarts = int(state.get("restarts", 0)) + 1
 
+    replay = _replay(state)
+
     def report(row: dict, checkpoint) -> None:
         with tempfile.TemporaryDirectory() as d:
             _save(checkpoint(), restarts, Path(d))
-            tune.report({**row, "restarts": restarts}, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report({**row, "restarts": restarts, **replay}, checkpoint=tune.Checkpoint.from_directory(d))
+        replay.clear()
 
     outcome = train(cfg, _dataset(cfg, data_ref), report, resume=state)
     tune.report(_final_result(outcome, restarts))
+
+
+def _replay(state: dict | None) -> dict:
+    """After a restore, the first report carries the checkpoint's history: the
+    driver may have died before it wrote those epochs, and no one reports them again."""
+    return {"history": list(state["history"])} if state is not None else {}
 
 
 def _save(state: dict, restarts: int, folder: Path) -> None:
@@ -215,13 +224,16 @@ def _ddp_worker(loop_config: dict) -> None:
         restarts = int(state.get("restarts", 0)) + 1
     rank = ray.train.get_context().get_world_rank()
 
+    replay = _replay(state)
+
     def report(row: dict, checkpoint) -> None:
         # Every rank must call report (it is collective); rank 0 alone uploads the state.
         with tempfile.TemporaryDirectory() as d:
             if rank == 0:
                 _save(checkpoint(), restarts, Path(d))
-            ray.train.report({**row, "restarts": restarts},
+            ray.train.report({**row, "restarts": restarts, **replay},
                              checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
+        replay.clear()
 
     outcome = train(cfg, _dataset(cfg, loop_config["data_ref"]), report, resume=state)
     ray.train.report(_final_result(outcome, restarts))
@@ -255,9 +267,18 @@ class ParquetCallback(_callback_base()):
     def setup(self, **info: Any) -> None:
         self.writer = StudyWriter(self.study_dir)
 
+    def get_state(self) -> None:
+        # Tune calls this right after writing its experiment state (which trials
+        # exist, which checkpoint each resumes from): flushing here keeps the
+        # Parquet files at least as far along as what a resume will restart from.
+        self._flush(force=True)
+        return None
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         config = trial.config["spec"]["trial"]
         for meta in _metas(trial):
+            for old in result.get("history") or []:
+                self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_KEYS}))
             if result.get("final"):
                 self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
                     "status", "best_val_acc", "best_epoch", "final_val_acc", "n_params", "macs", "restarts")},

@@ -132,7 +132,7 @@ def test_sweep_survives_a_killed_driver(tmp_path):
     body = """
         from raylab import Study, grid
         STUDY = Study("killed", grid(lr=[0.05, 0.02, 0.01]),
-                      dict(data="synthetic:600", epochs=4, threads=1, batch_size=50, augment=True),
+                      dict(data="synthetic:600", epochs=8, threads=1, batch_size=50, augment=True),
                       seeds=1)
     """
     path = job(tmp_path, body)
@@ -149,19 +149,26 @@ def test_sweep_survives_a_killed_driver(tmp_path):
             time.sleep(0.5)
         else:
             pytest.fail("the sweep wrote no metrics in time")
+        # While the driver lives, the study folder is locked against a second driver
+        # (`raylab run` or `resume` call this before they touch anything).
+        from raylab.config import ConfigError
+        from raylab.tune import _lock
+        assert driver.poll() is None
+        with pytest.raises(ConfigError, match="another raylab process is running a sweep"):
+            _lock(str(root))
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     before = pd.read_parquet(root / METRICS)
-    assert len(before) < 3 * 5  # it really was interrupted
+    assert len(before) < 3 * 9  # it really was interrupted
 
     proc = raylab("resume", root, "--num-cpus", "2", "--quiet", timeout=400)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics, trials = read_table(str(root), METRICS), read_table(str(root), TRIALS)
     assert set(trials["status"]) == {"completed"} and len(trials) == 3
-    assert len(metrics) == 3 * 5
+    assert len(metrics) == 3 * 9
     assert not metrics.duplicated(["trial_id", "epoch"]).any()
     assert "best val acc" in proc.stdout
     status = raylab("status", root)
-    assert status.returncode == 0 and "3 completed; 15 epoch rows" in status.stdout
-    assert status.stdout.count(" 4/4 ") == 3
+    assert status.returncode == 0 and "3 completed; 27 epoch rows" in status.stdout
+    assert status.stdout.count(" 8/8 ") == 3
