@@ -101,3 +101,13 @@ def test_asha_stops_weak_trials_and_records_them(local_ray, tmp_path):
     assert (runs[stopped["trial_id"]] < 6).all()
     assert stopped["best_val_acc"].notna().all()
     assert not metrics.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_storage_given_as_a_filesystem_uri(local_ray, tmp_path):
+    """The code path of s3:// and gs:// storage, on a file:// URI."""
+    study = small("uri", grid(lr=[0.02]), data_root=str(tmp_path / "data"), epochs=1)
+    run_study(study, SweepOptions(storage=f"file://{tmp_path}/store", verbose=0))
+    root = f"file://{tmp_path}/store/uri"
+    assert read_table(root, TRIALS)["status"].tolist() == ["completed"]
+    assert len(read_table(root, METRICS)) == 2
+    assert (tmp_path / "store" / "uri" / "study.json").exists()
