@@ -181,13 +181,15 @@ def _summary(root: str) -> int:
     from raylab.results import TRIALS, read_table
 
     trials = read_table(root, TRIALS)
+    several = trials["study"].nunique() > 1  # a combined sweep: name each row's study too
     print()
-    print(f"{'variant':<28} {'seeds':>5} {'best val acc':>17} {'status'}")
-    for variant, g in trials.groupby("variant", sort=False):
+    print(f"{'variant':<36} {'seeds':>5} {'best val acc':>17} {'status'}")
+    for (study, variant), g in trials.groupby(["study", "variant"], sort=False):
         acc = g["best_val_acc"].astype(float)
         std = f"± {acc.std():.4f}" if len(acc) > 1 else "       "
         states = ", ".join(f"{k} {v}" for k, v in g["status"].value_counts().items())
-        print(f"{variant:<28} {len(g):>5} {acc.mean():>8.4f} {std} {states}")
+        name = f"{study}/{variant}" if several else variant
+        print(f"{name:<36} {len(g):>5} {acc.mean():>8.4f} {std} {states}")
     failed = int((trials["status"] == "failed").sum())
     print(f"\nresults: {root}/  (metrics.parquet, trials.parquet, weights.parquet)")
     if failed:
