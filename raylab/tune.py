@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ray.tune import Callback
 
 from raylab.config import ConfigError, TrialConfig
 from raylab.results import (StudyWriter, epoch_record, join, trial_record, weight_records)
@@ -240,12 +241,7 @@ def _ddp_worker(loop_config: dict) -> None:
 
 
 # ---------------------------------------------------------- results callback
-def _callback_base():
-    from ray import tune
-    return tune.Callback
-
-
-class ParquetCallback(_callback_base()):
+class ParquetCallback(Callback):
     """Driver side: reported epochs -> metrics/trials/weights.parquet, refreshed while running.
 
     The writer is created in `setup`, which also runs after `Tuner.restore`, so
