@@ -331,13 +331,9 @@ def study_dir(storage: str, name: str) -> str:
 
 def run_study(study: Study, opts: SweepOptions):
     """Run every trial of `study` on Ray Tune; returns the Tune ResultGrid."""
-    from raylab.results import exists
-
     trials = study.trials()
     root = study_dir(opts.storage, study.name)
-    if exists(join(root, TUNE_DIR, "tuner.pkl")):
-        raise ConfigError(f"{root} already holds a sweep: `raylab resume {root}` continues it, "
-                          "or choose another --storage")
+    _refuse_existing_sweep(root)
     _connect(opts)
     import ray
     from ray import tune
@@ -348,6 +344,7 @@ def run_study(study: Study, opts: SweepOptions):
     specs = [_spec(t, opts, cluster, root) for t in trials]
     lock = _lock(root)  # before anything is written: a second driver must not touch the folder
     try:
+        _refuse_existing_sweep(root)  # again: a driver that started with us may have finished first
         sources = data_sources([t.config for t in trials])
         _write_json(join(root, STUDY_JSON), {**study.describe(), "options": asdict(opts), "data_sources": sources})
         tuner = tune.Tuner(
@@ -359,6 +356,13 @@ def run_study(study: Study, opts: SweepOptions):
         return tuner.fit()
     finally:
         lock.close()
+
+
+def _refuse_existing_sweep(root: str) -> None:
+    from raylab.results import exists
+    if exists(join(root, TUNE_DIR, "tuner.pkl")):
+        raise ConfigError(f"{root} already holds a sweep: `raylab resume {root}` continues it, "
+                          "or choose another --storage")
 
 
 def resume_study(path: str, opts: SweepOptions | None = None):
@@ -496,7 +500,10 @@ def _tune_env() -> None:
 
 
 def _lock(root: str):
-    """Hold an exclusive lock on the study folder while a driver runs it."""
+    """Hold an exclusive lock on the study folder while a driver runs it.
+
+    flock dies with its process, so a SIGKILLed driver never leaves a stale lock.
+    """
     if "://" in root:
         return open(os.devnull)
     import fcntl
@@ -505,8 +512,15 @@ def _lock(root: str):
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
         fh.close()
-        raise ConfigError(f"another raylab process is running a sweep in {root}") from None
+        raise ConfigError(f"another raylab process (pid {holder}) is running a sweep in {root}: "
+                          f"wait for it to end, or watch it with `raylab status {root}`") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
     return fh
 
 

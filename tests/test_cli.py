@@ -1,13 +1,10 @@
 """The `raylab` command line as a user runs it: real processes, real files."""
 import os
-import signal
 import subprocess
 import sys
-import time
 import textwrap
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from raylab.results import METRICS, TRIALS, read_table
@@ -125,50 +122,3 @@ def test_impossible_resources_and_unreachable_cluster(tmp_path):
     proc = raylab("run", path, "--storage", tmp_path / "res", "--address", "127.0.0.1:9", timeout=180)
     assert_one_line_error(proc, "cannot reach a Ray cluster at --address 127.0.0.1:9")
     assert not (tmp_path / "res" / "r" / "metrics.parquet").exists()
-
-
-def test_sweep_survives_a_killed_driver(tmp_path):
-    """SIGKILL the driver (and the local Ray it started) mid-sweep, then `raylab resume`."""
-    body = """
-        from raylab import Study, grid
-        STUDY = Study("killed", grid(lr=[0.05, 0.02, 0.01]),
-                      dict(data="synthetic:600", epochs=8, threads=1, batch_size=50, augment=True),
-                      seeds=1)
-    """
-    path = job(tmp_path, body)
-    root = tmp_path / "res" / "killed"
-    args = [sys.executable, "-m", "raylab", "run", str(path), "--storage", str(tmp_path / "res"),
-            "--data-root", str(tmp_path / "data"), "--num-cpus", "2", "--quiet"]
-    driver = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline:  # wait until some, not all, epochs are on disk
-            if (root / METRICS).exists() and len(pd.read_parquet(root / METRICS)) >= 4:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the sweep wrote no metrics in time")
-        # While the driver lives, the study folder is locked against a second driver
-        # (`raylab run` or `resume` call this before they touch anything).
-        from raylab.config import ConfigError
-        from raylab.tune import _lock
-        assert driver.poll() is None
-        with pytest.raises(ConfigError, match="another raylab process is running a sweep"):
-            _lock(str(root))
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
-    before = pd.read_parquet(root / METRICS)
-    assert len(before) < 3 * 9  # it really was interrupted
-
-    proc = raylab("resume", root, "--num-cpus", "2", "--quiet", timeout=400)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    metrics, trials = read_table(str(root), METRICS), read_table(str(root), TRIALS)
-    assert set(trials["status"]) == {"completed"} and len(trials) == 3
-    assert len(metrics) == 3 * 9
-    assert not metrics.duplicated(["trial_id", "epoch"]).any()
-    assert "best val acc" in proc.stdout
-    status = raylab("status", root)
-    assert status.returncode == 0 and "3 completed; 27 epoch rows" in status.stdout
-    assert status.stdout.count(" 8/8 ") == 3

@@ -17,9 +17,11 @@ import pandas as pd
 import psutil
 import pytest
 
+from raylab.config import ConfigError
 from raylab.results import METRICS, TRIALS, read_table
 from raylab.sweep_cli import load_job
 from raylab.train import train
+from raylab.tune import _lock
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
@@ -118,3 +120,76 @@ def test_trials_killed_at_random_points_finish_with_identical_metrics(tmp_path):
     trials = assert_complete_and_equal(root, reference_curves(path), epochs, why)
     # Each kill hit a different trial that had a checkpoint: one restart each.
     assert trials["restarts"].sum() == len(kills), why
+
+
+# ------------------------------------------------------------------ drivers
+def test_driver_killed_again_and_again_then_resumed(tmp_path):
+    """SIGKILL the driver and the local Ray it started, three times, each after some progress."""
+    epochs = 6
+    path = write_job(tmp_path, "again", f"""
+        from raylab import Study, grid
+        STUDY = Study("again", grid(lr=[0.05, 0.02, 0.01]),
+                      dict(data="synthetic:600", data_root={str(tmp_path / 'data')!r}, epochs={epochs},
+                           threads=1, batch_size=50, augment=True), seeds=1)
+    """)
+    root = tmp_path / "res" / "again"
+    seed = random.randrange(10**6)
+    rng, rows_seen = random.Random(seed), []
+    command = ["run", path, "--storage", tmp_path / "res"]
+    for _ in range(3):
+        driver = start(*command, "--num-cpus", "2", "--quiet",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            rows = wait_for_more_rows(root, since=rows_seen[-1] if rows_seen else 0, driver=driver)
+            with pytest.raises(ConfigError, match=r"another raylab process \(pid \d+\) is running"):
+                _lock(str(root))  # what `raylab run` and `resume` meet while this driver lives
+            time.sleep(rng.uniform(0.0, 2.0))
+        finally:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+        rows_seen.append(rows)
+        command = ["resume", root]
+    why = f"kill seed {seed}, rows on disk at each kill: {rows_seen}"
+    assert rows_seen[-1] < 3 * (epochs + 1), why  # the last kill really interrupted it
+
+    proc = start("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, f"{why}: {err[-2000:]}"
+    assert_complete_and_equal(root, reference_curves(path), epochs, why)
+    assert "best val acc" in out
+    status = subprocess.run([sys.executable, "-m", "raylab", "status", root], capture_output=True, text=True)
+    assert status.returncode == 0 and f"3 completed; {3 * (epochs + 1)} epoch rows" in status.stdout
+
+
+def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline and driver.poll() is None:
+        try:
+            rows = len(pd.read_parquet(root / METRICS))
+        except (OSError, ValueError):  # not written yet
+            rows = 0
+        if rows >= since + 2:
+            return rows
+        time.sleep(0.3)
+    pytest.fail(f"the sweep made no progress in {timeout} s past {since} rows (driver exit {driver.poll()})")
+
+
+def test_two_drivers_started_at_once_on_one_folder(tmp_path):
+    path = write_job(tmp_path, "twice", f"""
+        from raylab import Study, grid
+        STUDY = Study("twice", grid(lr=[0.05, 0.01]),
+                      dict(data="synthetic:300", data_root={str(tmp_path / 'data')!r}, epochs=3,
+                           threads=1, batch_size=50), seeds=1)
+    """)
+    both = [start("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--quiet",
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ends = [(p.communicate(timeout=400), p.returncode) for p in both]
+    codes = sorted(code for _, code in ends)
+    assert codes == [0, 2], ends
+    (_, err), _ = next(e for e in ends if e[1] == 2)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "another raylab process" in lines[0] or "already holds a sweep" in lines[0], lines[0]
+    metrics = read_table(str(tmp_path / "res" / "twice"), METRICS)
+    assert len(metrics) == 2 * 4 and not metrics.duplicated(["trial_id", "epoch"]).any()
