@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
 from pathlib import Path
@@ -66,7 +67,9 @@ def _is_user_error(exc: BaseException) -> bool:
         user += (DataError,)
     except ImportError:
         pass
-    return isinstance(exc, user)
+    # The disk, not the code: say which file, not where in raylab it happened.
+    full_or_locked = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+    return isinstance(exc, user) or (isinstance(exc, OSError) and exc.errno in full_or_locked)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,31 @@ class ResultsError(ValueError):
     """A folder or file that is not in the contract; the message says which and why."""
 
 
+class StorageError(ResultsError):
+    """A results file could not be written: disk full, read-only or not permitted."""
+
+    def __init__(self, path: str, exc: BaseException) -> None:
+        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+        super().__init__(f"cannot write {path}: {reason}: free space or fix permissions there, "
+                         "or choose another --storage / --out; files already written are intact")
+
+
+def check_writable(folder: str) -> None:
+    """Fail before a run starts, not hours in, when `folder` cannot take new files."""
+    if "://" in folder:
+        return  # object stores: a failed PUT changes nothing
+    existing = os.path.abspath(folder)
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)  # probe where the folder would be made: create nothing
+    probe = os.path.join(existing, f".write-test-{os.getpid()}")
+    try:
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise StorageError(folder, exc) from None
+
+
 # --------------------------------------------------------------------- config
 def config_column(name: str) -> str:
     """Column that holds config field `name` (the config's lr is `base_lr`)."""
@@ -80,14 +105,19 @@ def exists(path: str) -> bool:
 
 
 def write_table(df: pd.DataFrame, path: str) -> None:
-    """Write `df` to `path` atomically (temp name + rename on local disks).
+    """Write `df` to `path` atomically (temp name + fsync + rename on local disks).
 
-    Object stores (s3://, gs://) publish a PUT whole, so there we write in place.
+    A failed or killed write leaves the previous file as it was. Object stores
+    (s3://, gs://) publish a PUT whole, so there we write in place.
     """
     fs, p = _fs(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
-    if isinstance(fs, pafs.LocalFileSystem):
+    try:
+        fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+        if not isinstance(fs, pafs.LocalFileSystem):
+            pq.write_table(table, p, filesystem=fs)
+            return
+        _remove_stale_temps(p)
         tmp = f"{p}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             pq.write_table(table, tmp, filesystem=fs)
@@ -97,8 +127,30 @@ def write_table(df: pd.DataFrame, path: str) -> None:
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
-    else:
-        pq.write_table(table, p, filesystem=fs)
+    except OSError as exc:
+        raise StorageError(path, exc) from None
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Temp files of writers that were killed mid-write: readers never open them, but tidy up."""
+    folder, name = os.path.split(path)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(f"{name}.tmp-"):
+            continue
+        try:
+            pid = int(entry.split("-")[1])
+            os.kill(pid, 0)  # still alive: its write is in flight
+        except ProcessLookupError:
+            try:
+                os.remove(os.path.join(folder, entry))
+            except OSError:
+                pass
+        except (ValueError, IndexError, PermissionError):
+            pass
 
 
 def read_table(study_dir: str, name: str, *, required: bool = True) -> pd.DataFrame:

@@ -6,6 +6,7 @@ name and renamed, so a kill mid-write leaves the previous one intact.
 """
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 from raylab.config import ConfigError, TrialConfig
-from raylab.results import StudyWriter, epoch_record, trial_record, weight_records
+from raylab.results import StorageError, StudyWriter, check_writable, epoch_record, trial_record, weight_records
 from raylab.study import Trial, variant_name
 from raylab.train import InjectedFault, check_resumable, format_epoch, load_checkpoint, train
 
@@ -26,6 +27,7 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
     config = cfg.to_dict()
     ckpt_path = out / "checkpoints" / f"{trial_id}.pt"
 
+    check_writable(str(out))
     writer = StudyWriter(str(out))
     state, restarts = None, 0
     if trial_id in writer.trials and not resume:
@@ -67,7 +69,17 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Temp name, fsync, rename: a kill or a full disk mid-write keeps the previous checkpoint."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        torch.save(state, buf)  # in memory first: torch's own writer hides a full disk's errno
+        with open(tmp, "wb") as fh:
+            fh.write(buf.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(str(path), exc) from None

@@ -25,7 +25,8 @@ import numpy as np
 from ray.tune import Callback
 
 from raylab.config import ConfigError, TrialConfig
-from raylab.results import (StudyWriter, epoch_record, join, trial_record, weight_records)
+from raylab.results import (StorageError, StudyWriter, check_writable, epoch_record, join, trial_record,
+                            weight_records)
 from raylab.study import Study
 
 STUDY_JSON = "study.json"
@@ -507,8 +508,12 @@ def _lock(root: str):
     if "://" in root:
         return open(os.devnull)
     import fcntl
-    Path(root).mkdir(parents=True, exist_ok=True)
-    fh = open(Path(root) / ".lock", "a+")
+    check_writable(root)
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        fh = open(Path(root) / ".lock", "a+")
+    except OSError as exc:
+        raise StorageError(root, exc) from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -531,10 +536,13 @@ def _write_json(path: str, obj: Any) -> None:
     fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
     local = isinstance(fs, pafs.LocalFileSystem)
     target = p + f".tmp-{os.getpid()}" if local else p  # object stores publish a PUT whole
-    with fs.open_output_stream(target) as fh:
-        fh.write(json.dumps(obj, indent=1, default=str).encode())
-    if local:
-        os.replace(target, p)
+    try:
+        with fs.open_output_stream(target) as fh:
+            fh.write(json.dumps(obj, indent=1, default=str).encode())
+        if local:
+            os.replace(target, p)
+    except OSError as exc:
+        raise StorageError(path, exc) from None
 
 
 def _read_json(path: str) -> Any:

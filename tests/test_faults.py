@@ -193,3 +193,123 @@ def test_two_drivers_started_at_once_on_one_folder(tmp_path):
     assert "another raylab process" in lines[0] or "already holds a sweep" in lines[0], lines[0]
     metrics = read_table(str(tmp_path / "res" / "twice"), METRICS)
     assert len(metrics) == 2 * 4 and not metrics.duplicated(["trial_id", "epoch"]).any()
+
+
+# ------------------------------------------------------------------ writers
+WRITER = """
+import sys, torch, pandas as pd
+from pathlib import Path
+from raylab.results import write_table
+from raylab.single import save_checkpoint
+from raylab.train import CHECKPOINT_VERSION
+folder, version = Path(sys.argv[1]), int(sys.argv[2])
+while True:  # until killed: every write is a new, self-consistent version
+    version += 1
+    write_table(pd.DataFrame({"version": [version] * 200_000, "i": range(200_000)}), str(folder / "t.parquet"))
+    save_checkpoint({"version": CHECKPOINT_VERSION, "epoch": version, "w": torch.full((400_000,), float(version))},
+                    folder / "c.pt")
+    print(version, flush=True)
+"""
+
+
+def test_writers_killed_mid_write_leave_the_previous_version(tmp_path):
+    from raylab.train import load_checkpoint
+
+    seed = random.randrange(10**6)
+    rng, version = random.Random(seed), 0
+    for round_ in range(4):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(version)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+        first = writer.stdout.readline()  # imports done, one version written
+        assert first, f"writer died: round {round_}"
+        time.sleep(rng.uniform(0.0, 1.0))
+        writer.kill()
+        writer.wait()
+        why = f"kill seed {seed}, round {round_}"
+        table = pd.read_parquet(tmp_path / "t.parquet")
+        assert len(table) == 200_000 and table["version"].nunique() == 1, why
+        ckpt = load_checkpoint(tmp_path / "c.pt")
+        assert bool((ckpt["w"] == float(ckpt["epoch"])).all()), why
+        # Table and checkpoint are written in turn: the checkpoint is the table's version or one behind.
+        assert ckpt["epoch"] in (table["version"][0], table["version"][0] - 1), why
+        assert table["version"][0] > version, why
+        version = int(table["version"][0])
+    leftovers = [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name and p.name.startswith("t.parquet")]
+    assert len(leftovers) <= 1, leftovers  # killed writers' temp files are swept by the next writer
+
+
+def test_full_disk_mid_run_keeps_what_was_written(tmp_path):
+    """A file-size limit makes the next checkpoint write fail the way a full disk does."""
+    out = tmp_path / "run"
+    args = ["train", "--data", "synthetic:300", "--data-root", tmp_path / "data", "--batch-size", "50",
+            "--threads", "1", "--out", out, "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "raylab", *map(str, args), "--epochs", "2"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def small_files():
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of dying
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    full = subprocess.run([sys.executable, "-m", "raylab", *map(str, args), "--epochs", "4", "--resume"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert full.returncode == 2, full.stderr
+    lines = full.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in full.stderr, full.stderr
+    assert "cannot write" in lines[0] and "File too large" in lines[0] and ".pt" in lines[0], lines[0]
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # nothing half-written, nothing lost
+
+    again = subprocess.run([sys.executable, "-m", "raylab", *map(str, args), "--epochs", "4", "--resume"],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert read_table(str(out), METRICS)["epoch"].tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.fixture
+def read_only():
+    """Make a folder read-only, also for root (who ignores modes): chmod, else chattr +i."""
+    frozen = []
+
+    def freeze(folder: Path):
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+        elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("running as root without chattr: cannot make a read-only folder")
+        frozen.append(folder)
+
+    yield freeze
+    for folder in frozen:
+        if os.geteuid() != 0:
+            folder.chmod(0o755)
+        else:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_read_only_storage_is_refused_before_anything_runs(tmp_path, read_only):
+    path = write_job(tmp_path, "ro", f"""
+        from raylab import Study, grid
+        STUDY = Study("ro", grid(lr=[0.05]), dict(data="synthetic:200", data_root={str(tmp_path / 'data')!r},
+                      epochs=1, threads=1, batch_size=50), seeds=1)
+    """)
+    done = subprocess.run([sys.executable, "-m", "raylab", "run", path, "--storage", tmp_path / "res",
+                           "--num-cpus", "1", "--quiet"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    study = tmp_path / "res" / "ro"
+    before = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
+
+    read_only(study)
+    attempts = [["resume", study, "--num-cpus", "1"],
+                ["train", "--data", "synthetic:200", "--out", study, "--epochs", "1"]]
+    read_only(tmp_path / "res")
+    attempts.append(["run", path, "--storage", tmp_path / "res" / "elsewhere", "--num-cpus", "1"])
+    for args in attempts:
+        proc = subprocess.run([sys.executable, "-m", "raylab", *map(str, args)], cwd=ROOT, env=ENV,
+                              capture_output=True, text=True, timeout=300)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr[-2000:])
+        assert "cannot write" in lines[0] and "--storage" in lines[0], lines[0]
+    assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == before
