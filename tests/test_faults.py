@@ -313,3 +313,50 @@ def test_read_only_storage_is_refused_before_anything_runs(tmp_path, read_only):
         assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr[-2000:])
         assert "cannot write" in lines[0] and "--storage" in lines[0], lines[0]
     assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == before
+
+
+# ------------------------------------------------------------------ nodes
+def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path):
+    """Two worker nodes on a simulated cluster; one is killed mid-sweep."""
+    import threading
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from raylab.study import Study, grid
+    from raylab.tune import SweepOptions, run_study
+
+    epochs = 4
+    study = Study("lost", grid(lr=[0.05, 0.03, 0.02, 0.01]),
+                  dict(data="synthetic:1000", data_root=str(tmp_path / "data"), epochs=epochs, threads=1,
+                       batch_size=50, augment=True), seeds=1)
+    # Trials only fit on the workers: the head (where the driver and its data live) has no CPU.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    doomed = cluster.add_node(num_cpus=2)
+    cluster.add_node(num_cpus=2)
+    ray.init(address=cluster.address, log_to_driver=False)
+    root = tmp_path / "lost"
+    removed = threading.Event()
+
+    def remove_when_busy():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if (root / METRICS).exists() and len(pd.read_parquet(root / METRICS)) >= 6:
+                cluster.remove_node(doomed, allow_graceful=False)
+                removed.set()
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=remove_when_busy)
+    killer.start()
+    try:
+        run_study(study, SweepOptions(storage=str(tmp_path), verbose=0, max_failures=3, cpus_per_trial=1))
+    finally:
+        killer.join()
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed.is_set(), "the sweep ended before a node could be removed"
+    reference = {t.trial_id: pd.DataFrame(train(t.config).history).set_index("epoch")[CURVES]
+                 for t in study.trials()}
+    trials = assert_complete_and_equal(root, reference, epochs, "node removed")
+    assert trials["restarts"].sum() >= 1  # the removed node's trials started again elsewhere
