@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tarfile
@@ -43,6 +44,14 @@ from PIL import Image
 CACHE_VERSION = 1  # bump when decoding changes, so stale caches are not reused
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 PAD = 4  # random-crop zero padding in pixels: offsets 0..2*PAD in each axis
+
+# Archives may come from anyone: a few MB of .zip/.tar.gz can declare terabytes
+# (zip bombs), so declared sizes are checked before anything is decompressed.
+# A CIFAR-style image is a few KB and ImageNet-1k has 1.33M files.
+MAX_MEMBER_MB = 64        # per file; RAYLAB_MAX_MEMBER_MB overrides
+MAX_ARCHIVE_MB = 4096     # all files together; RAYLAB_MAX_ARCHIVE_MB overrides
+MAX_MEMBERS = 2_000_000   # entries of any kind: each costs memory even when empty
+MAX_IMAGE_PIXELS = 4096 * 4096  # a small PNG can claim gigapixels; CIFAR-style images are 32x32
 
 
 class DataError(ValueError):
@@ -62,7 +71,18 @@ class Dataset:
 # =============================================================== sources
 
 def load_dataset(source: str, root: str | Path = "data", *, download: bool = True) -> Dataset:
-    """Resolve a source string to uint8 tensors; decoded sources are cached in <root>/cache/."""
+    """Resolve a source string to uint8 tensors; decoded sources are cached in <root>/cache/.
+
+    Archives (folder:X.tar/.tar.gz/.tgz/.zip) are refused, before anything is
+    decompressed, when a member declares more than RAYLAB_MAX_MEMBER_MB MiB
+    (default 64), all members together more than RAYLAB_MAX_ARCHIVE_MB MiB
+    (default 4096), or there are more than MAX_MEMBERS entries. The environment
+    variables take positive numbers of MiB, fractions allowed. An unpacked folder
+    has no such limits: its files already take their full size on disk.
+
+    cifar10 loads torchvision's pickled batches only after each file matched the
+    official release's md5 (pickles run code when loaded).
+    """
     root = Path(root)
     kind, sep, arg = source.partition(":")
     if kind == "synthetic":
@@ -115,6 +135,7 @@ def _cifar10_folder(root: Path, download: bool) -> Path:
 def _decode_cifar10(root: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     import torchvision
 
+    _check_cifar10_release(root / "cifar-10-batches-py")
     try:
         train = torchvision.datasets.CIFAR10(str(root), train=True, download=False)
         test = torchvision.datasets.CIFAR10(str(root), train=False, download=False)
@@ -122,6 +143,28 @@ def _decode_cifar10(root: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.n
         raise DataError(f"CIFAR-10 in {root / 'cifar-10-batches-py'} is incomplete or corrupt ({e}): delete it and download again") from e
     return (list(train.classes), train.data, np.asarray(train.targets),
             test.data, np.asarray(test.targets))
+
+
+def _check_cifar10_release(folder: Path) -> None:
+    """Refuse the batches unless every file has the official release's md5.
+
+    They are Python pickles, and unpickling runs whatever code the file names,
+    so nothing here may be unpickled before its checksum matched. torchvision
+    checks the same md5s but raises a generic RuntimeError that hides which file
+    and what to do. md5 stays safe for this: a match needs a second preimage of
+    a fixed file, not a collision.
+    """
+    from torchvision.datasets import cifar  # its table and check_integrity: the same bytes it will accept
+
+    release = cifar.CIFAR10.train_list + cifar.CIFAR10.test_list + [[cifar.CIFAR10.meta["filename"], cifar.CIFAR10.meta["md5"]]]
+    fix = f"delete {folder} and download again (--download), or use --data folder:PATH with an image-folder copy"
+    missing = [name for name, _ in release if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"CIFAR-10 in {folder} is incomplete (no {', '.join(missing)}): {fix}")
+    bad = [name for name, md5 in release if not cifar.check_integrity(str(folder / name), md5)]
+    if bad:
+        raise DataError(f"{', '.join(bad)} in {folder} do not match the official CIFAR-10 release checksums; "
+                        f"these files are Python pickles and are only loaded when they match: {fix}")
 
 
 # ---------------------------------------------------------- image folders
@@ -180,14 +223,22 @@ def _members(path: Path) -> Iterator[tuple[tuple[str, ...], str, bytes]]:
                 yield p.relative_to(path).parts, str(p), p.read_bytes()
         elif name.endswith(".zip"):
             with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
+                infos = zf.infolist()  # the central directory: sizes known before any data is read
+                budget = _Budget.from_env(path)
+                for info in infos:
+                    budget.add(info.filename, info.file_size)
+                for info in infos:
                     is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
                     parts = _safe_parts(path, info.filename, is_link)
                     if parts and not info.is_dir():
-                        yield parts, f"{path}:{info.filename}", zf.read(info)
+                        yield parts, f"{path}:{info.filename}", _read_zip_member(zf, info)
         elif name.endswith((".tar", ".tar.gz", ".tgz")):
-            with tarfile.open(path, "r:*") as tf:  # streams: gzip is read once, front to back
+            # A tar states sizes only in each member's header, met as the stream is read:
+            # check each on arrival, so an endless stream stops once the budget is spent.
+            budget = _Budget.from_env(path)
+            with tarfile.open(path, "r:*", tarinfo=budget.tarinfo_class()) as tf:  # streams: gzip is read once
                 for m in tf:
+                    budget.add(m.name, m.size)
                     parts = _safe_parts(path, m.name, not (m.isfile() or m.isdir()))
                     if parts and m.isfile():
                         yield parts, f"{path}:{m.name}", tf.extractfile(m).read()
@@ -195,6 +246,91 @@ def _members(path: Path) -> Iterator[tuple[tuple[str, ...], str, bytes]]:
             raise DataError(f"{path} is not a folder, .tar, .tar.gz, .tgz or .zip: give an image-folder tree or an archive of one")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
         raise DataError(f"cannot read {path} ({e}): check it is a readable folder or a complete .tar/.tar.gz/.zip") from e
+
+
+def _read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    # zipfile never returns more than file_size bytes, so the declared sizes the
+    # budget checked bound what is kept. read(file_size), not zf.read(): read()
+    # lets zlib inflate up to 1 GiB per call before trimming to file_size, so a
+    # member that understates its size still peaked at ~1.4 GB RSS (measured: 700 MB
+    # of zeros declared as 10 bytes); read(n) inflates at most max(n, 4 KiB).
+    with zf.open(info) as f:
+        return f.read(info.file_size)
+
+
+@dataclass
+class _Budget:
+    """Declared uncompressed sizes of an archive, checked before a member is read."""
+    archive: Path
+    member_limit: int  # bytes
+    total_limit: int   # bytes
+    max_members: int
+    total: int = 0
+    count: int = 0
+
+    @classmethod
+    def from_env(cls, archive: Path) -> _Budget:
+        return cls(archive, _limit_bytes("RAYLAB_MAX_MEMBER_MB", MAX_MEMBER_MB),
+                   _limit_bytes("RAYLAB_MAX_ARCHIVE_MB", MAX_ARCHIVE_MB), MAX_MEMBERS)
+
+    def add(self, member: str, size: int) -> None:
+        self.check_member(member, size)
+        self.count += 1
+        self.total += size
+        if self.total > self.total_limit:
+            raise DataError(
+                f"{self.archive}: members declare over {_mib(self.total_limit)} uncompressed in total "
+                f"(passed at member {member}, {_mib(self.total)} so far), a possible zip bomb: "
+                "extract it yourself and use folder:DIR, or raise RAYLAB_MAX_ARCHIVE_MB if the size is genuine")
+        if self.count > self.max_members:
+            raise DataError(
+                f"{self.archive}: more than {self.max_members:,} members (passed at member {member}), "
+                "a possible zip bomb: extract it yourself and use folder:DIR")
+
+    def check_member(self, member: str, size: int) -> None:
+        if size > self.member_limit:
+            raise DataError(
+                f"{self.archive}: member {member} declares {_mib(size)} uncompressed, over the "
+                f"{_mib(self.member_limit)} limit per file, a possible zip bomb: remove it from the archive, "
+                "or raise RAYLAB_MAX_MEMBER_MB if the size is genuine")
+
+    def tarinfo_class(self) -> type[tarfile.TarInfo]:
+        """TarInfo that checks every header as tarfile parses it.
+
+        tarfile reads a pax or GNU long-name header's whole payload into memory
+        before it yields the member that follows, so a bomb hidden there is never
+        seen by the loop over members; frombuf (public API) sees every header first.
+        """
+        budget = self
+
+        class Checked(tarfile.TarInfo):
+            __slots__ = ()  # like TarInfo: no per-member __dict__ (60k+ members)
+
+            @classmethod
+            def frombuf(cls, buf, encoding, errors):
+                info = super().frombuf(buf, encoding, errors)
+                budget.check_member(info.name, info.size)
+                return info
+
+        return Checked
+
+
+def _limit_bytes(var: str, default_mb: float) -> int:
+    text = os.environ.get(var, "").strip()
+    if not text:
+        return int(default_mb * 2**20)
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = math.nan
+    if not (math.isfinite(mb) and mb > 0):
+        raise DataError(f"{var}={text!r} is not a positive number of MiB: unset it (default {default_mb}) or give e.g. {var}={default_mb}")
+    return int(mb * 2**20)
+
+
+def _mib(n: int) -> str:
+    # Bytes below 1 MiB: a small RAYLAB_*_MB limit would otherwise print as "0.0 MiB".
+    return f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def _tree_files(path: Path) -> list[Path]:
@@ -271,11 +407,17 @@ def _decode_chunk(names: list[str], blobs: list[bytes]) -> tuple[str, np.ndarray
         try:
             # The format hint skips PIL's probing of every plugin: ~15% faster on 32x32 JPEGs.
             with Image.open(io.BytesIO(blob), formats=(IMAGE_SUFFIXES[_suffix(name)],)) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:  # known from the header, before decoding
+                    raise DataError(f"image {name} claims {im.width}x{im.height} pixels, over the "
+                                    f"{MAX_IMAGE_PIXELS:,}-pixel bound for small-image data sets: "
+                                    "resize it or remove it")
                 if im.mode != "RGB":
                     converted.append(name)
                     im = im.convert("RGB")
                 # tobytes + frombuffer: np.asarray(im) takes the same path with more overhead
                 a = np.frombuffer(im.tobytes(), np.uint8).reshape(im.height, im.width, 3)
+        except DataError:
+            raise
         except Exception as e:  # PIL raises many types for broken files
             raise DataError(f"cannot decode image {name} ({type(e).__name__}: {e}): replace or delete it") from None
         if arrays and a.shape != arrays[0].shape:

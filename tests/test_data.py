@@ -267,8 +267,11 @@ def add_member(archive: Path, name: str, kind: bytes = tarfile.REGTYPE) -> None:
     with tarfile.open(archive, "a") as tf:
         info = tarfile.TarInfo(name)
         info.type = kind
-        if kind == tarfile.SYMTYPE:
+        if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
             info.linkname = "/etc/passwd"
+            tf.addfile(info)
+        elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+            info.devmajor, info.devminor = 1, 3  # /dev/null's numbers
             tf.addfile(info)
         else:
             info.size = 3
@@ -279,6 +282,10 @@ def add_member(archive: Path, name: str, kind: bytes = tarfile.REGTYPE) -> None:
     ("../evil.png", tarfile.REGTYPE, r"'\.\.' path"),
     ("/abs/train/cat/x.png", tarfile.REGTYPE, "absolute"),
     ("train/cat/link.png", tarfile.SYMTYPE, "link or device"),
+    ("train/cat/hard.png", tarfile.LNKTYPE, "link or device"),
+    ("train/cat/dev.png", tarfile.CHRTYPE, "link or device"),
+    ("train/cat/blk.png", tarfile.BLKTYPE, "link or device"),
+    ("train/cat/fifo.png", tarfile.FIFOTYPE, "link or device"),
 ])
 def test_archive_unsafe_members_refused(tmp_path, name, kind, match):
     write_tree(tmp_path / "tree")
@@ -288,12 +295,19 @@ def test_archive_unsafe_members_refused(tmp_path, name, kind, match):
         data.load_dataset(f"folder:{archive}", tmp_path / "root")
 
 
-def test_zip_unsafe_member_refused(tmp_path):
+@pytest.mark.parametrize("name, mode, match", [
+    ("train/../../evil.png", 0o100644, r"'\.\.' path"),
+    ("/abs/train/cat/x.png", 0o100644, "absolute"),
+    ("train/cat/link.png", 0o120777, "link or device"),
+])
+def test_zip_unsafe_member_refused(tmp_path, name, mode, match):
     write_tree(tmp_path / "tree")
     archive = zip_of(tmp_path / "tree", tmp_path / "d.zip")
     with zipfile.ZipFile(archive, "a") as zf:
-        zf.writestr("train/../../evil.png", b"abc")
-    with pytest.raises(DataError, match=r"'\.\.' path"):
+        info = zipfile.ZipInfo(name)
+        info.external_attr = mode << 16  # unix mode bits, where zip keeps "this is a symlink"
+        zf.writestr(info, b"/etc/passwd")
+    with pytest.raises(DataError, match=match):
         data.load_dataset(f"folder:{archive}", tmp_path / "root")
 
 

@@ -1,0 +1,283 @@
+"""Untrusted input files: archive bombs in folder: sources, pickles in the cifar10 source."""
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import struct
+import subprocess
+import sys
+import tarfile
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from raylab import data
+from raylab.data import DataError
+
+ZEROS_MB = 100  # compresses to ~100 KB; over the default 64 MiB per-member limit
+
+
+def write_tree(root: Path) -> Path:
+    """train/ and test/ with 2 classes x 2 tiny PNGs each: a valid folder source."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("ant", "cat"):
+            (root / split / c).mkdir(parents=True)
+            for k in range(2):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / split / c / f"{k}.png")
+    return root
+
+
+def zip_of(tree: Path, dest: Path, extra: dict[str, bytes] = {}) -> Path:  # noqa: B006 (read only)
+    """The tree's files, then `extra` members last: a pre-check must not read the tree first."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(tree.rglob("*")):
+            zf.write(p, p.relative_to(tree).as_posix())
+        for name, blob in extra.items():
+            zf.writestr(name, blob)
+    return dest
+
+
+def tar_of(tree: Path, dest: Path, extra: dict[str, bytes] = {}) -> Path:  # noqa: B006
+    with tarfile.open(dest, "w:gz") as tf:
+        tf.add(tree, arcname=".")
+        for name, blob in extra.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+    return dest
+
+
+def fingerprint(path: Path) -> tuple:
+    st = path.stat()
+    return hashlib.sha256(path.read_bytes()).hexdigest(), st.st_size, st.st_mtime_ns
+
+
+def load(archive: Path, root: Path):
+    return data.load_dataset(f"folder:{archive}", root)
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Names of archive members whose data was read (spies on the stdlib, which still runs)."""
+    names = []
+    real_zip, real_tar = zipfile.ZipFile.open, tarfile.TarFile.extractfile
+
+    def zip_open(self, member, mode="r", *a, **k):
+        if mode == "r":  # not the writes that build the test archives
+            names.append(getattr(member, "filename", member))
+        return real_zip(self, member, mode, *a, **k)
+
+    def tar_extract(self, member):
+        names.append(getattr(member, "name", member))
+        return real_tar(self, member)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", zip_open)
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", tar_extract)
+    return names
+
+
+def assert_one_line(e: pytest.ExceptionInfo, *parts: str) -> None:
+    text = str(e.value)
+    assert "\n" not in text
+    for part in parts:
+        assert part in text, (part, text)
+
+
+# ============================================================ archive bombs
+
+def test_zip_member_over_default_limit_refused_before_any_decompression(tmp_path, opened):
+    tree = write_tree(tmp_path / "tree")
+    archive = zip_of(tree, tmp_path / "bomb.zip", {"train/cat/zeros.png": bytes(ZEROS_MB << 20)})
+    assert archive.stat().st_size < 1 << 20  # the bomb: ~100 KB on disk, 100 MiB declared
+    before = fingerprint(archive)
+    with pytest.raises(DataError) as e:
+        load(archive, tmp_path / "root")
+    assert_one_line(e, str(archive), "train/cat/zeros.png", "100.0 MiB", "64.0 MiB limit per file",
+                    "RAYLAB_MAX_MEMBER_MB")
+    assert opened == []  # central directory only: not even the valid images were inflated
+    assert fingerprint(archive) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip", "root", "tree"]  # nothing extracted
+    assert not list((tmp_path / "root").rglob("*.npy"))  # and nothing cached
+
+
+def test_tar_gz_member_over_default_limit_refused_before_it_is_read(tmp_path, opened):
+    tree = write_tree(tmp_path / "tree")
+    archive = tar_of(tree, tmp_path / "bomb.tar.gz", {"train/cat/zeros.png": bytes(ZEROS_MB << 20)})
+    assert archive.stat().st_size < 1 << 20
+    before = fingerprint(archive)
+    with pytest.raises(DataError) as e:
+        load(archive, tmp_path / "root")
+    assert_one_line(e, str(archive), "train/cat/zeros.png", "100.0 MiB", "64.0 MiB limit per file")
+    assert opened and "train/cat/zeros.png" not in opened  # images before it were read, the bomb was not
+    assert fingerprint(archive) == before
+    assert not list((tmp_path / "root").rglob("*.npy"))
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_total_limit_from_env_and_stream_stopped_early(tmp_path, monkeypatch, opened, kind):
+    """3000 members of 1 KiB (~3 MiB) against a 1 MiB total: refused; the stream stops near 1 MiB."""
+    tree = write_tree(tmp_path / "tree")
+    extra = {f"train/cat/pad{i:04d}.txt": bytes(1024) for i in range(3000)}  # not images: skipped once read
+    archive = (zip_of if kind == "zip" else tar_of)(tree, tmp_path / f"many.{kind}", extra)
+    monkeypatch.setenv("RAYLAB_MAX_ARCHIVE_MB", "1")
+    with pytest.raises(DataError) as e:
+        load(archive, tmp_path / "root")
+    assert_one_line(e, str(archive), "over 1.0 MiB uncompressed in total", "RAYLAB_MAX_ARCHIVE_MB")
+    if kind == "zip":
+        assert opened == []
+    else:  # stopped once the running total passed 1 MiB: ~1000 of the 3000 pads read, no more
+        assert 900 < len(opened) < 1100
+    # Positive control: the same archive within the default limits loads (it is the limit that refused).
+    monkeypatch.delenv("RAYLAB_MAX_ARCHIVE_MB")
+    ds = load(archive, tmp_path / "root")
+    assert ds.classes == ["ant", "cat"] and len(ds.train_y) == 4
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_member_limit_from_env(tmp_path, monkeypatch, kind):
+    tree = write_tree(tmp_path / "tree")
+    archive = (zip_of if kind == "zip" else tar_of)(tree, tmp_path / f"d.{kind}", {"README": bytes(300_000)})
+    monkeypatch.setenv("RAYLAB_MAX_MEMBER_MB", "0.25")  # 262,144 bytes
+    with pytest.raises(DataError) as e:
+        load(archive, tmp_path / "root")
+    assert_one_line(e, "member README declares 300,000 bytes", "262,144 bytes limit per file")
+    monkeypatch.setenv("RAYLAB_MAX_MEMBER_MB", "0.5")
+    assert len(load(archive, tmp_path / "root").test_y) == 4
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_member_count_bounded(tmp_path, monkeypatch, kind):
+    tree = write_tree(tmp_path / "tree")
+    archive = (zip_of if kind == "zip" else tar_of)(tree, tmp_path / f"d.{kind}", {f"x/{i}": b"" for i in range(60)})
+    monkeypatch.setattr(data, "MAX_MEMBERS", 50)
+    with pytest.raises(DataError) as e:
+        load(archive, tmp_path / "root")
+    assert_one_line(e, str(archive), "more than 50 members", "folder:DIR")
+    monkeypatch.setattr(data, "MAX_MEMBERS", 100)
+    assert len(load(archive, tmp_path / "root").train_y) == 4
+
+
+def test_tar_pax_header_bomb_refused_before_tarfile_reads_it(tmp_path, monkeypatch):
+    """tarfile reads a pax header's payload whole before yielding the next member: check its header."""
+    tree = write_tree(tmp_path / "tree")
+    archive = tmp_path / "pax.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        tf.add(tree, arcname=".")
+        info = tarfile.TarInfo("train/cat/meta.txt")
+        info.pax_headers = {"comment": "x" * (2 << 20)}  # a 2 MiB pax record
+        tf.addfile(info, io.BytesIO(b""))
+    monkeypatch.setenv("RAYLAB_MAX_MEMBER_MB", "1")
+    with pytest.raises(DataError) as e:
+        load(archive, tmp_path / "root")
+    assert_one_line(e, str(archive), "PaxHeader", "1.0 MiB limit per file")
+    monkeypatch.delenv("RAYLAB_MAX_MEMBER_MB")
+    assert len(load(archive, tmp_path / "root").train_y) == 4  # legitimately large pax headers still load
+
+
+def test_zip_member_understating_its_size_inflates_only_that_much(tmp_path):
+    """A central directory may claim 10 bytes for 200 MiB of deflated zeros: read no more than declared."""
+    tree = write_tree(tmp_path / "tree")
+    archive = zip_of(tree, tmp_path / "lie.zip", {"train/cat/lie.png": bytes(200 << 20)})
+    blob = bytearray(archive.read_bytes())
+    entry = blob.rfind(b"PK\x01\x02")  # the central directory entry of the last member written
+    struct.pack_into("<I", blob, entry + 24, 10)  # its uncompressed size field
+    archive.write_bytes(blob)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="cannot read .*lie.png"):  # CRC of 10 bytes fails
+            load(archive, tmp_path / "root")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, peak  # zf.read() would inflate up to 1 GiB (here 200 MiB) before trimming
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "inf", "nan"])
+def test_bad_limit_env_is_one_line_error(tmp_path, monkeypatch, value):
+    archive = zip_of(write_tree(tmp_path / "tree"), tmp_path / "d.zip")
+    monkeypatch.setenv("RAYLAB_MAX_ARCHIVE_MB", value)
+    with pytest.raises(DataError) as e:
+        load(archive, tmp_path / "root")
+    assert_one_line(e, "RAYLAB_MAX_ARCHIVE_MB", "not a positive number of MiB")
+
+
+# ============================================================ CIFAR pickles
+
+class Payload:
+    """Unpickling this creates `marker`: proof that a file was unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+
+
+def test_image_claiming_gigapixels_refused_before_decoding(tmp_path):
+    """A 100 KB PNG can decode to 75 MB of pixels: the header is checked first."""
+    tree = write_tree(tmp_path / "tree")
+    Image.new("RGB", (5000, 5000)).save(tree / "train" / "cat" / "huge.png")
+    assert (tree / "train" / "cat" / "huge.png").stat().st_size < 1_000_000
+    with pytest.raises(DataError) as e:
+        load(zip_of(tree, tmp_path / "px.zip"), tmp_path / "root")
+    assert_one_line(e, "huge.png", "5000x5000", "resize it")
+
+
+def malicious_cifar(root: Path, marker: Path) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in CIFAR_FILES:
+        (folder / name).write_bytes(pickle.dumps(Payload(marker)))
+    return folder
+
+
+def test_payload_control(tmp_path):
+    """The payload works: if raylab unpickled a batch, the marker would exist."""
+    folder = malicious_cifar(tmp_path, tmp_path / "control")
+    pickle.loads((folder / "data_batch_1").read_bytes())
+    assert (tmp_path / "control").exists()
+
+
+def test_cifar10_bad_checksums_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "UNPICKLED"
+    folder = malicious_cifar(tmp_path, marker)
+    with pytest.raises(DataError) as e:
+        data.load_dataset("cifar10", tmp_path, download=False)
+    assert_one_line(e, str(folder), "data_batch_1", "batches.meta",
+                    "do not match the official CIFAR-10 release checksums", "only loaded when they match",
+                    f"delete {folder}", "folder:")
+    assert not marker.exists()
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_cifar10_bad_checksums_cli_exit_2(tmp_path):
+    marker = tmp_path / "UNPICKLED"
+    malicious_cifar(tmp_path, marker)
+    proc = subprocess.run(
+        [sys.executable, "-m", "raylab", "train", "--data", "cifar10", "--data-root", tmp_path,
+         "--no-download", "--out", tmp_path / "out", "--epochs", "1", "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "do not match the official CIFAR-10 release checksums" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+def test_cifar10_missing_batch_named(tmp_path):
+    marker = tmp_path / "UNPICKLED"
+    folder = malicious_cifar(tmp_path, marker)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(DataError) as e:
+        data.load_dataset("cifar10", tmp_path, download=False)
+    assert_one_line(e, "incomplete (no data_batch_3)", f"delete {folder}")
+    assert not marker.exists()
