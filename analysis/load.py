@@ -269,7 +269,7 @@ def _hashable(v: Any) -> Any:
 
 def _info(path: str) -> pafs.FileInfo:
     try:
-        fs, p = R._fs(path)
+        fs, p = R.resolve_fs(path)
         return fs.get_file_info(p)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise StudyError(f"{path}: cannot open ({str(exc).splitlines()[0]})") from None
@@ -277,7 +277,7 @@ def _info(path: str) -> pafs.FileInfo:
 
 def _child_studies(path: str) -> list[str]:
     try:
-        fs, p = R._fs(path)
+        fs, p = R.resolve_fs(path)
         entries = fs.get_file_info(pafs.FileSelector(p, recursive=False))
     except (OSError, ValueError):
         return []
@@ -303,7 +303,7 @@ def _read(path: str, name: str) -> pd.DataFrame:
 def _read_meta(path: str) -> dict[str, Any]:
     meta_path = R.join(path, "study.json")
     try:
-        fs, p = R._fs(meta_path)
+        fs, p = R.resolve_fs(meta_path)
         if fs.get_file_info(p).type != pafs.FileType.File:
             return {}
         with fs.open_input_stream(p) as fh:

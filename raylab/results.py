@@ -89,7 +89,7 @@ def config_columns(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- storage
-def _fs(root: str) -> tuple[pafs.FileSystem, str]:
+def resolve_fs(root: str) -> tuple[pafs.FileSystem, str]:
     if "://" in root:
         return pafs.FileSystem.from_uri(root)
     return pafs.LocalFileSystem(), os.path.abspath(root)
@@ -99,8 +99,13 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
+def checkpoint_path(study_dir: str, trial_id: str) -> str:
+    """Where a trial keeps the checkpoint of its last finished epoch (raylab/checkpoints.py)."""
+    return join(study_dir, "checkpoints", f"{trial_id}.pt")
+
+
 def exists(path: str) -> bool:
-    fs, p = _fs(path)
+    fs, p = resolve_fs(path)
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
@@ -110,7 +115,7 @@ def write_table(df: pd.DataFrame, path: str) -> None:
     A failed or killed write leaves the previous file as it was. Object stores
     (s3://, gs://) publish a PUT whole, so there we write in place.
     """
-    fs, p = _fs(path)
+    fs, p = resolve_fs(path)
     table = pa.Table.from_pandas(df, preserve_index=False)
     try:
         fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
@@ -156,7 +161,7 @@ def _remove_stale_temps(path: str) -> None:
 def read_table(study_dir: str, name: str, *, required: bool = True) -> pd.DataFrame:
     """Read one contract table of a study folder, checking its columns."""
     path = join(study_dir, name)
-    fs, p = _fs(path)
+    fs, p = resolve_fs(path)
     if fs.get_file_info(p).type == pafs.FileType.NotFound:
         if required:
             raise ResultsError(f"{path} not found: is {study_dir} a raylab study folder?")

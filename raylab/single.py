@@ -2,21 +2,19 @@
 
 The checkpoint of the last finished epoch sits in OUT/checkpoints/ so that
 `--resume` continues where a killed run stopped; it is written to a temporary
-name and renamed, so a kill mid-write leaves the previous one intact.
+name and renamed, so a kill mid-write leaves the previous one intact
+(raylab/checkpoints.py); a sweep keeps its trials' checkpoints the same way.
 """
 from __future__ import annotations
 
-import io
-import os
 import time
 from pathlib import Path
 
-import torch
-
+from raylab.checkpoints import load_checkpoint, save_checkpoint
 from raylab.config import ConfigError, TrialConfig
-from raylab.results import StorageError, StudyWriter, check_writable, epoch_record, trial_record, weight_records
+from raylab.results import StudyWriter, check_writable, checkpoint_path, epoch_record, trial_record, weight_records
 from raylab.study import Trial, variant_name
-from raylab.train import InjectedFault, check_resumable, format_epoch, load_checkpoint, train
+from raylab.train import InjectedFault, check_resumable, format_epoch, train
 
 
 def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,
@@ -25,7 +23,7 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
     trial_id = Trial(out.resolve().name, variant, cfg.seed, cfg).trial_id  # the id a sweep would give it
     meta = {"study": out.resolve().name, "trial_id": trial_id, "variant": variant}
     config = cfg.to_dict()
-    ckpt_path = out / "checkpoints" / f"{trial_id}.pt"
+    ckpt_path = Path(checkpoint_path(str(out), trial_id))
 
     check_writable(str(out))
     writer = StudyWriter(str(out))
@@ -66,20 +64,3 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
     print(f"{trial_id}: {outcome.status}, best val acc {outcome.best_val_acc:.4f} at epoch "
           f"{outcome.best_epoch}; results in {out}/")
     return 0
-
-
-def save_checkpoint(state: dict, path: Path) -> None:
-    """Temp name, fsync, rename: a kill or a full disk mid-write keeps the previous checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        torch.save(state, buf)  # in memory first: torch's own writer hides a full disk's errno
-        with open(tmp, "wb") as fh:
-            fh.write(buf.getbuffer())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(str(path), exc) from None

@@ -27,12 +27,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from raylab.checkpoints import CHECKPOINT_VERSION
 from raylab.config import ConfigError, TrialConfig
 from raylab.data import Dataset, eval_batches, holdout_split, load_dataset, train_batches
 from raylab.models import build_model, summarize
 from raylab.schedule import lr_at
 
-CHECKPOINT_VERSION = 1
 EPOCH0_TRAIN_IMAGES = 10_000
 Report = Callable[[dict, Callable[[], dict]], None]
 
@@ -235,17 +235,6 @@ def weight_histograms(model: nn.Module, bins: int) -> list[dict]:
         rows += [{"layer": name, "bin_left": float(lo), "bin_right": float(hi), "count": int(c)}
                  for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
     return rows
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint without unpickling arbitrary objects (weights_only)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a truncated or foreign file
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(exc).__name__}): delete it or use another --out") from None
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ConfigError(f"{path} is not a raylab checkpoint (version {CHECKPOINT_VERSION})")
-    return ckpt
 
 
 def check_resumable(ckpt: dict, cfg: TrialConfig) -> None:

@@ -25,8 +25,8 @@ import numpy as np
 from ray.tune import Callback
 
 from raylab.config import ConfigError, TrialConfig
-from raylab.results import (StorageError, StudyWriter, check_writable, epoch_record, join, trial_record,
-                            weight_records)
+from raylab.results import (StorageError, StudyWriter, check_writable, checkpoint_path, epoch_record, join,
+                            trial_record, weight_records)
 from raylab.study import Study
 
 STUDY_JSON = "study.json"
@@ -96,28 +96,31 @@ def check_resources(cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[s
 
 # ------------------------------------------------------------------ trainable
 def run_trial(config: dict, data_refs: dict | None = None) -> None:
-    """The Tune trainable: one variant-seed pair, resumable from its last checkpoint."""
+    """The Tune trainable: one variant-seed pair, resumable from its last checkpoint.
+
+    The trial keeps its own checkpoint file (raylab/checkpoints.py) and resumes
+    from it whenever it starts, whether Tune restarts it after a crash or
+    `raylab resume` after a killed driver.
+    """
     from ray import tune
 
-    from raylab.train import load_checkpoint, train
+    from raylab.checkpoints import find_checkpoint, save_checkpoint
+    from raylab.train import train
 
     cfg = TrialConfig.from_dict(config["trial"])
     data_ref = (data_refs or {}).get(data_key(cfg))
     if config["workers"] > 1:
         return _run_ddp_trial(config, data_ref)
-    state, restarts = None, 0
-    ckpt = tune.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
-        restarts = int(state.get("restarts", 0)) + 1
-
+    path = config["checkpoint"]
+    state = find_checkpoint(path)
+    restarts = int(state.get("restarts", 0)) + 1 if state is not None else 0
     replay = _replay(state)
 
     def report(row: dict, checkpoint) -> None:
-        with tempfile.TemporaryDirectory() as d:
-            _save(checkpoint(), restarts, Path(d))
-            tune.report({**row, "restarts": restarts, **replay}, checkpoint=tune.Checkpoint.from_directory(d))
+        # Checkpoint first: a kill between the two leaves an epoch the driver has not
+        # seen, and the next start replays it from the checkpoint's history.
+        save_checkpoint({**checkpoint(), "restarts": restarts}, path)
+        tune.report({**row, "restarts": restarts, **replay})
         replay.clear()
 
     outcome = train(cfg, _dataset(cfg, data_ref), report, resume=state)
@@ -215,7 +218,8 @@ def _run_ddp_trial(config: dict, data_ref) -> None:
 def _ddp_worker(loop_config: dict) -> None:
     import ray.train
 
-    from raylab.train import load_checkpoint, train
+    from raylab.checkpoints import load_checkpoint
+    from raylab.train import train
 
     cfg = TrialConfig.from_dict(loop_config["trial"])
     state, restarts = None, 0
@@ -394,7 +398,8 @@ def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
     res = default_resources(trial.config, opts, cluster)
     metas = trial.metas()
     return {"meta": metas[0], "aliases": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
-            "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp")}
+            "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp"),
+            "checkpoint": checkpoint_path(root, metas[0]["trial_id"])}
 
 
 def _trainable(sources: list[dict]):
@@ -422,10 +427,10 @@ def _tune_config(opts: SweepOptions, max_epochs: int):
                   trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
     if opts.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
-        # One report per epoch, epoch 0 included: rungs after epochs 1, 5, 17, ... keep the
-        # best third by val acc; max_t past the last epoch so no trial is cut for length alone.
-        asha = ASHAScheduler(time_attr="training_iteration", grace_period=2, reduction_factor=3,
-                             max_t=max_epochs + 2)
+        # Rungs by epoch, not by Tune's iteration count, which starts over when a trial
+        # restarts from its checkpoint: after epochs 2, 6, 18, ... keep the best third by
+        # val acc; max_t past the last epoch so no trial is cut for length alone.
+        asha = ASHAScheduler(time_attr="epoch", grace_period=2, reduction_factor=3, max_t=max_epochs + 1)
         return tune.TuneConfig(metric="val_acc", mode="max", scheduler=asha, **common)
     return tune.TuneConfig(**common)
 
@@ -446,15 +451,35 @@ def _run_config(root: str, opts: SweepOptions):
     return tune.RunConfig(
         name=TUNE_DIR, storage_path=root, verbose=opts.verbose, progress_reporter=reporter,
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[ParquetCallback(root), JsonLoggerCallback()],
     )
 
 
 # ------------------------------------------------------------------ helpers
+class _AlreadyPrunedCheckpoint(logging.Filter):
+    """One line, not an ERROR and a traceback, for a harmless case after a killed driver.
+
+    Tune's restored bookkeeping may still list a checkpoint it pruned after its
+    last state save; pruning it again raises FileNotFoundError, logged as an
+    ERROR although Tune updated its state first (ray/train/_internal/
+    checkpoint_manager.py) and the trial goes on from its newest checkpoint.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, FileNotFoundError) and str(record.msg).startswith("Trial %s: Error handling checkpoint"):
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "Trial %s: an old checkpoint was already pruned before the restart", record.args[:1]
+        return True
+
+
 def _connect(opts: SweepOptions) -> None:
     import ray
     _tune_env()
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, _AlreadyPrunedCheckpoint) for f in controller.filters):
+        controller.addFilter(_AlreadyPrunedCheckpoint())
     if ray.is_initialized():
         return
     if opts.address and opts.address != "auto":
@@ -531,8 +556,8 @@ def _lock(root: str):
 
 def _write_json(path: str, obj: Any) -> None:
     import pyarrow.fs as pafs
-    from raylab.results import _fs
-    fs, p = _fs(path)
+    from raylab.results import resolve_fs
+    fs, p = resolve_fs(path)
     fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
     local = isinstance(fs, pafs.LocalFileSystem)
     target = p + f".tmp-{os.getpid()}" if local else p  # object stores publish a PUT whole
@@ -546,7 +571,7 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 def _read_json(path: str) -> Any:
-    from raylab.results import _fs
-    fs, p = _fs(path)
+    from raylab.results import resolve_fs
+    fs, p = resolve_fs(path)
     with fs.open_input_stream(p) as fh:
         return json.loads(fh.read().decode())
