@@ -1,40 +1,36 @@
-"""Study -> Ray Tune sweep: one trial per variant-seed pair, results as Parquet.
+"""Study -> Ray Tune sweep: the driver. One trial per variant-seed pair.
 
     run_study(study, SweepOptions(storage="results"))   # fresh sweep
     resume_study("results/lab2_lr_sweep")               # after a crash or a kill
 
-The trainable is thin: config dict -> TrialConfig -> `train()`, one
-`tune.report` (metrics + checkpoint) per epoch. The data set is decoded once
-by the driver and put in the object store as numpy arrays, so every trial on
-a node maps the same copy instead of decoding its own. The driver-side
-`ParquetCallback` turns reported results into the three contract tables.
+The data set is decoded once here and put in the object store as numpy
+arrays, so every trial on a node maps the same copy instead of decoding its
+own. The trial itself is raylab/trainable.py, its share of a machine
+raylab/resources.py, and raylab/parquet_callback.py turns what trials report
+into the three contract tables. Sweeps saved before the split refer to
+`raylab.tune.raylab_trial`, which is why that name is imported here.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import tempfile
-import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray.tune import Callback
 
-from raylab.config import ConfigError, TrialConfig
-from raylab.results import (StorageError, StudyWriter, check_writable, checkpoint_path, epoch_record, join,
-                            trial_record, weight_records)
+from raylab.config import ConfigError
+from raylab.parquet_callback import ParquetCallback
+from raylab.resources import DDP_DRIVER_CPU, check_resources, default_resources
+from raylab.results import StorageError, check_writable, checkpoint_path, join
 from raylab.study import Study
+from raylab.trainable import data_key, data_sources, raylab_trial
 
 STUDY_JSON = "study.json"
-EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",
-              "images_per_second", "train_images")
-CHECKPOINT_FILE = "checkpoint.pt"
 TUNE_DIR = "tune"  # Tune's own experiment folder inside the study folder
-DDP_DRIVER_CPU = 0.001  # a DDP trial only waits on its Train workers; Ray needs some resource
+
 
 
 @dataclass
@@ -51,285 +47,6 @@ class SweepOptions:
     verbose: int = 1                  # Tune's progress output: 0 silent, 1 table
 
 
-# ----------------------------------------------------------------- resources
-def default_resources(cfg: TrialConfig, opts: SweepOptions, cluster: dict[str, float]) -> dict[str, float]:
-    """A slice of a machine per trial: small models share a GPU, big ones get one each.
-
-    SimpleNN runs ~4 to a GPU (it is input-bound, not FLOP-bound); a ResNet
-    or a DDP worker wants a whole GPU. On a CPU-only cluster each trial (or
-    worker) takes one CPU so that trials, not threads, fill the cores: on this
-    project's 2-core machine two 1-thread trials beat one 2-thread run 1.3-1.9x
-    (bench/sweep.py).
-    """
-    has_gpu = cluster.get("GPU", 0) > 0 and cfg.device != "cpu"
-    gpu = opts.gpus_per_trial
-    if gpu is None:
-        small = cfg.model == "simplenn" and opts.workers == 1  # DDP workers need whole GPUs
-        gpu = (0.25 if small else 1.0) if has_gpu else 0.0
-    cpu = opts.cpus_per_trial if opts.cpus_per_trial is not None else (2.0 if gpu >= 1 else 1.0)
-    return {"CPU": cpu, "GPU": gpu}
-
-
-def check_resources(cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[str, float],
-                    nodes: list[dict[str, float]]) -> None:
-    """Refuse at once what no node could ever run, instead of a sweep that waits forever.
-
-    A single-process trial must fit on one node; DDP workers may spread over nodes.
-    """
-    largest = {k: max((n.get(k, 0) for n in nodes), default=0) for k in ("CPU", "GPU")}
-    for cfg in cfgs:
-        res = default_resources(cfg, opts, cluster)
-        if res["GPU"] > 1 and res["GPU"] != int(res["GPU"]):
-            raise ConfigError(f"--gpus-per-trial {res['GPU']:g} must be a fraction up to 1 or a whole number")
-        if opts.workers > 1:
-            if 0 < res["GPU"] < 1:
-                raise ConfigError("DDP workers need whole GPUs: use --gpus-per-trial 1 with --workers > 1")
-            need = {"GPU": res["GPU"] * opts.workers, "CPU": res["CPU"] * opts.workers + DDP_DRIVER_CPU}
-            have, where = cluster, "the cluster has"
-        else:
-            need, have, where = res, largest, "the largest node has"
-        for kind, flag in (("GPU", "--gpus-per-trial"), ("CPU", "--cpus-per-trial")):
-            if need[kind] > have.get(kind, 0) + 1e-9:
-                raise ConfigError(f"a trial needs {need[kind]:g} {kind} but {where} {have.get(kind, 0):g}: "
-                                  f"lower {flag}{' or --workers' if opts.workers > 1 else ''}, or add nodes")
-
-
-# ------------------------------------------------------------------ trainable
-def run_trial(config: dict, data_refs: dict | None = None) -> None:
-    """The Tune trainable: one variant-seed pair, resumable from its last checkpoint.
-
-    The trial keeps its own checkpoint file (raylab/checkpoints.py) and resumes
-    from it whenever it starts, whether Tune restarts it after a crash or
-    `raylab resume` after a killed driver.
-    """
-    from ray import tune
-
-    from raylab.checkpoints import find_checkpoint, save_checkpoint
-    from raylab.train import train
-
-    cfg = TrialConfig.from_dict(config["trial"])
-    data_ref = (data_refs or {}).get(data_key(cfg))
-    if config["workers"] > 1:
-        return _run_ddp_trial(config, data_ref)
-    path = config["checkpoint"]
-    state = find_checkpoint(path)
-    restarts = int(state.get("restarts", 0)) + 1 if state is not None else 0
-    replay = _replay(state)
-
-    def report(row: dict, checkpoint) -> None:
-        # Checkpoint first: a kill between the two leaves an epoch the driver has not
-        # seen, and the next start replays it from the checkpoint's history.
-        save_checkpoint({**checkpoint(), "restarts": restarts}, path)
-        tune.report({**row, "restarts": restarts, **replay})
-        replay.clear()
-
-    outcome = train(cfg, _dataset(cfg, data_ref), report, resume=state)
-    tune.report(_final_result(outcome, restarts))
-
-
-def _replay(state: dict | None) -> dict:
-    """After a restore, the first report carries the checkpoint's history: the
-    driver may have died before it wrote those epochs, and no one reports them again."""
-    return {"history": list(state["history"])} if state is not None else {}
-
-
-def _save(state: dict, restarts: int, folder: Path) -> None:
-    import torch
-    torch.save({**state, "restarts": restarts}, folder / CHECKPOINT_FILE)
-
-
-def _final_result(outcome, restarts: int) -> dict:
-    """The last report of a trial: its summary and weight histograms for trials.parquet."""
-    last = outcome.history[-1]
-    return {**last, "final": True, "status": outcome.status, "restarts": restarts,
-            "best_val_acc": outcome.best_val_acc, "best_epoch": outcome.best_epoch,
-            "final_val_acc": outcome.final_val_acc, "n_params": outcome.n_params,
-            "macs": outcome.macs, "weights": outcome.weights}
-
-
-def _dataset(cfg: TrialConfig, data_ref):
-    """The node's shared copy from the object store; decoded from disk only without one."""
-    from raylab.data import Dataset, load_dataset
-
-    if data_ref is None:
-        return load_dataset(cfg.data, cfg.data_root, download=cfg.download)
-    import ray
-    import torch
-    arrays = ray.get(data_ref)
-    with warnings.catch_warnings():
-        # Object-store arrays are read-only; training never writes to its inputs.
-        warnings.simplefilter("ignore", UserWarning)
-        tensors = {k: torch.from_numpy(v) for k, v in arrays.items() if k != "classes"}
-    return Dataset(source=cfg.data, classes=[str(c) for c in arrays["classes"]], **tensors)
-
-
-def data_key(cfg: TrialConfig | dict) -> str:
-    d = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    return f"{d['data']}|{d['data_root']}"
-
-
-def data_sources(cfgs: list[TrialConfig]) -> list[dict]:
-    """The distinct data sets a sweep needs (usually one)."""
-    out = {data_key(c): {"data": c.data, "data_root": c.data_root, "download": c.download} for c in cfgs}
-    return list(out.values())
-
-
-def _put_shared_data(sources: list[dict]) -> dict:
-    """Decode each data set once and put it in the object store as numpy arrays,
-    which trials on a node then map zero-copy. Returns {data_key: ObjectRef}."""
-    import ray
-
-    from raylab.data import load_dataset
-
-    out = {}
-    for src in sources:
-        ds = load_dataset(src["data"], src["data_root"], download=src["download"])
-        out[data_key(src)] = ray.put({"train_x": ds.train_x.numpy(), "train_y": ds.train_y.numpy(),
-                                      "test_x": ds.test_x.numpy(), "test_y": ds.test_y.numpy(),
-                                      "classes": np.array(ds.classes)})
-    return out
-
-
-# ----------------------------------------------------------------------- DDP
-def _run_ddp_trial(config: dict, data_ref) -> None:
-    """A Tune trial that drives a Ray Train TorchTrainer (Train V2); the workers'
-    reports reach Tune through TuneReportCallback, rank 0's numbers (all ranks
-    hold the same all-reduced metrics)."""
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    use_gpu = config["gpu"] >= 1
-    trainer = TorchTrainer(
-        _ddp_worker,
-        train_loop_config={"trial": config["trial"], "data_ref": data_ref},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=int(config["workers"]), use_gpu=use_gpu,
-            resources_per_worker={"CPU": config["cpu"], **({"GPU": 1} if use_gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=ray.train.RunConfig(
-            # A stable name lets Train V2 pick up this run's own checkpoints after a restart.
-            name=f"ddp-{config['meta']['trial_id']}", storage_path=config["ddp_storage"],
-            callbacks=[TuneReportCallback()]),
-    )
-    trainer.fit()
-
-
-def _ddp_worker(loop_config: dict) -> None:
-    import ray.train
-
-    from raylab.checkpoints import load_checkpoint
-    from raylab.train import train
-
-    cfg = TrialConfig.from_dict(loop_config["trial"])
-    state, restarts = None, 0
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
-        restarts = int(state.get("restarts", 0)) + 1
-    rank = ray.train.get_context().get_world_rank()
-
-    replay = _replay(state)
-
-    def report(row: dict, checkpoint) -> None:
-        # Every rank must call report (it is collective); rank 0 alone uploads the state.
-        with tempfile.TemporaryDirectory() as d:
-            if rank == 0:
-                _save(checkpoint(), restarts, Path(d))
-            ray.train.report({**row, "restarts": restarts, **replay},
-                             checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
-        replay.clear()
-
-    outcome = train(cfg, _dataset(cfg, loop_config["data_ref"]), report, resume=state)
-    ray.train.report(_final_result(outcome, restarts))
-
-
-# ---------------------------------------------------------- results callback
-class ParquetCallback(Callback):
-    """Driver side: reported epochs -> metrics/trials/weights.parquet, refreshed while running.
-
-    The writer is created in `setup`, which also runs after `Tuner.restore`, so
-    a resumed sweep starts from the tables already on disk and upserts into them.
-    """
-
-    def __init__(self, study_dir: str, flush_seconds: float = 2.0) -> None:
-        self.study_dir = study_dir
-        self.flush_seconds = flush_seconds
-        self.writer: StudyWriter | None = None
-        self._last_flush = 0.0
-
-    def __getstate__(self) -> dict:
-        return {"study_dir": self.study_dir, "flush_seconds": self.flush_seconds}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
-
-    def setup(self, **info: Any) -> None:
-        self.writer = StudyWriter(self.study_dir)
-
-    def get_state(self) -> None:
-        # Tune calls this right after writing its experiment state (which trials
-        # exist, which checkpoint each resumes from): flushing here keeps the
-        # Parquet files at least as far along as what a resume will restart from.
-        self._flush(force=True)
-        return None
-
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        config = trial.config["spec"]["trial"]
-        for meta in _metas(trial):
-            for old in result.get("history") or []:
-                self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_KEYS}))
-            if result.get("final"):
-                self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
-                    "status", "best_val_acc", "best_epoch", "final_val_acc", "n_params", "macs", "restarts")},
-                    epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
-                self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
-                continue
-            row = {k: result[k] for k in EPOCH_KEYS}
-            self.writer.add_epoch(epoch_record(meta, config, row))
-            self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(row["epoch"]),
-                                               restarts=int(result.get("restarts", 0)),
-                                               wall_seconds=result.get("time_total_s")))
-        self._flush(force=bool(result.get("final")))
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        error = "trial failed; see its error.txt in the tune/ folder"
-        try:
-            error = str(trial.get_pickled_error() or trial.get_error() or error)
-        except Exception:  # the error file may live on another node's disk
-            pass
-        last = error.strip().splitlines()[-1][:500] if error.strip() else error
-        for meta in _metas(trial):
-            self.writer.set_trial(trial_record(meta, trial.config["spec"]["trial"], status="failed", error=last))
-        self._flush(force=True)
-
-    def on_experiment_end(self, trials, **info) -> None:
-        for trial in trials:  # stopped early by a scheduler (ASHA): no final report came
-            for meta in _metas(trial):
-                tid = meta["trial_id"]
-                row = self.writer.trials.get(tid)
-                if row and row.get("status") == "running" and trial.status == "TERMINATED":
-                    epochs = sorted((r for (t, _), r in self.writer.metrics.items() if t == tid),
-                                    key=lambda r: r["epoch"])
-                    best = max(epochs, key=lambda r: r["val_acc"])
-                    self.writer.set_trial({"trial_id": tid, "status": "stopped", "best_val_acc": best["val_acc"],
-                                           "best_epoch": best["epoch"], "final_val_acc": epochs[-1]["val_acc"]})
-        self._flush(force=True)
-
-    def _flush(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last_flush >= self.flush_seconds:
-            self.writer.flush()
-            self._last_flush = now
-
-
-def _metas(trial) -> list[dict]:
-    spec = trial.config["spec"]
-    return [spec["meta"], *spec.get("aliases", [])]
-
-
-# ------------------------------------------------------------------- driver
 def study_dir(storage: str, name: str) -> str:
     return join(storage if "://" in storage else os.path.abspath(storage), name)
 
@@ -393,6 +110,22 @@ def resume_study(path: str, opts: SweepOptions | None = None):
         lock.close()
 
 
+def _put_shared_data(sources: list[dict]) -> dict:
+    """Decode each data set once and put it in the object store as numpy arrays,
+    which trials on a node then map zero-copy. Returns {data_key: ObjectRef}."""
+    import ray
+
+    from raylab.data import load_dataset
+
+    out = {}
+    for src in sources:
+        ds = load_dataset(src["data"], src["data_root"], download=src["download"])
+        out[data_key(src)] = ray.put({"train_x": ds.train_x.numpy(), "train_y": ds.train_y.numpy(),
+                                      "test_x": ds.test_x.numpy(), "test_y": ds.test_y.numpy(),
+                                      "classes": np.array(ds.classes)})
+    return out
+
+
 def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
     """Everything a trial needs, as plain data: it is what Tune stores and restores."""
     res = default_resources(trial.config, opts, cluster)
@@ -413,10 +146,6 @@ def _trainable(sources: list[dict]):
         return {"cpu": spec["cpu"], "gpu": spec["gpu"]}
 
     return tune.with_resources(tune.with_parameters(raylab_trial, data_refs=_put_shared_data(sources)), resources)
-
-
-def raylab_trial(config: dict, data_refs: dict | None = None) -> None:
-    run_trial(config["spec"], data_refs)
 
 
 def _tune_config(opts: SweepOptions, max_epochs: int):
@@ -456,30 +185,9 @@ def _run_config(root: str, opts: SweepOptions):
 
 
 # ------------------------------------------------------------------ helpers
-class _AlreadyPrunedCheckpoint(logging.Filter):
-    """One line, not an ERROR and a traceback, for a harmless case after a killed driver.
-
-    Tune's restored bookkeeping may still list a checkpoint it pruned after its
-    last state save; pruning it again raises FileNotFoundError, logged as an
-    ERROR although Tune updated its state first (ray/train/_internal/
-    checkpoint_manager.py) and the trial goes on from its newest checkpoint.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, FileNotFoundError) and str(record.msg).startswith("Trial %s: Error handling checkpoint"):
-            record.exc_info = record.exc_text = None
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = "Trial %s: an old checkpoint was already pruned before the restart", record.args[:1]
-        return True
-
-
 def _connect(opts: SweepOptions) -> None:
     import ray
     _tune_env()
-    controller = logging.getLogger("ray.tune.execution.tune_controller")
-    if not any(isinstance(f, _AlreadyPrunedCheckpoint) for f in controller.filters):
-        controller.addFilter(_AlreadyPrunedCheckpoint())
     if ray.is_initialized():
         return
     if opts.address and opts.address != "auto":
