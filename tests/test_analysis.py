@@ -359,6 +359,10 @@ def test_write_report_md_and_html(studies, tmp_path):
     assert "| report | best − report |" in text and "| 0.6606 |" in text and "| 0.6576 |" in text
     assert "| baseline | none | 2 | 0.665 ± 0.007 | 0.665 ± 0.007 | 5.0 | 0 | 0.6606 | +0.004 |" in text
     assert "not safe to call: top two within 1 std" in text  # the L2 sweep
+    # 5 generated epochs against the course's 30: labelled, and only where a report value is shown
+    assert "**Short run**: these trials trained 5 epochs; the course report's value comes after 30" \
+        in _section(text, "## lab1_simplenn")
+    assert text.count("**Short run**") == 1
     images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert len(images) >= 8 and all((out / name).exists() for name in images)
     assert "lr_sweep_sweep_lr.png" in images and "l2_sweep_weights.png" in images
