@@ -194,6 +194,8 @@ def learning_curves(metrics: pd.DataFrame, variant: str | Sequence[str] | None =
                               ["train_loss", "val_loss", "train_acc", "val_acc"]):
         ax = axes[r, c]
         _draw_curves(ax, df, metric, colors, diverged, label_n=multi_n)
+        if metric.endswith("_loss"):
+            _keep_epoch0_off_scale(ax, df, metric)
         ax.set_title(METRIC_NAMES[metric])
         ax.set_ylabel(AXIS_LABELS[metric])
         ax.grid(True, alpha=0.3)
@@ -204,6 +206,19 @@ def learning_curves(metrics: pd.DataFrame, variant: str | Sequence[str] | None =
             else ", ".join(variant) if variant is not None else "all variants")
     fig.suptitle(f"{_study_name(df, given=study)}: learning curves, {what}\n({_band_text(df)})")
     return fig
+
+
+def _keep_epoch0_off_scale(ax: Axes, df: pd.DataFrame, metric: str) -> None:
+    """An untrained net with BatchNorm evaluates with its initial running statistics,
+    so its epoch-0 loss can be ten times anything after it and flatten every trained
+    epoch into one line: scale the axis to the trained epochs and say where epoch 0 went."""
+    values = df[metric].replace([np.inf, -np.inf], np.nan)
+    first, later = values[df["epoch"] == 0].dropna(), values[df["epoch"] >= 1].dropna()
+    if first.empty or later.empty or first.max() <= 2 * later.max():
+        return
+    ax.set_ylim(min(ax.get_ylim()[0], later.min()), later.max() * 1.15)
+    ax.text(0.98, 0.97, f"epoch 0 off scale: {first.max():.3g}", transform=ax.transAxes,
+            ha="right", va="top", fontsize=8, color="0.3")
 
 
 def sweep_curves(metrics: pd.DataFrame, metric: str = "val_acc", *,

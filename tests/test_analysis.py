@@ -259,6 +259,20 @@ def test_learning_curves_grid(studies):
     assert len(one.axes[0].lines) == 1 and "lr=0.1" in one._suptitle.get_text()
 
 
+def test_an_untrained_batchnorm_loss_at_epoch_0_is_kept_off_scale(tmp_path):
+    path = write_study(tmp_path, "resnet", {"resnet20": {"best": [0.78]}}, seeds=(0,), weights=False)
+    metrics = R.read_table(str(path), R.METRICS)
+    metrics.loc[metrics["epoch"] == 0, ["train_loss", "val_loss"]] = 15.9  # what eval-mode BN at init gives
+    fig = plots.learning_curves(metrics)
+    for ax in fig.axes[:2]:  # the loss panels
+        assert ax.get_ylim()[1] < 15.9
+        assert [t.get_text() for t in ax.texts] == ["epoch 0 off scale: 15.9"]
+    assert all(not ax.texts for ax in fig.axes[2:])
+    plain = R.read_table(str(path), R.METRICS)  # a loss that starts near ln 10: all on scale
+    tame = plots.learning_curves(plain)
+    assert not tame.axes[0].texts and tame.axes[0].get_ylim()[1] >= plain["train_loss"].max()
+
+
 def test_colours_are_stable_across_figures(studies):
     s = load_study(studies["lr"])
     colors = plots.variant_colors(s.variants)

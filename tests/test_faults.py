@@ -3,7 +3,6 @@
 Each test kills something at a random moment (the seed is in the failure
 message) and then checks that no result was lost, doubled or half-written.
 """
-import json
 import os
 import random
 import signal
@@ -39,28 +38,30 @@ def start(*args, **popen):
                             start_new_session=True, **popen)
 
 
-def progress(root: Path) -> dict[str, tuple[int, int]]:
-    """trial name -> (last epoch reported, pid of the process that reported it), from Tune's logs."""
-    found = {}
-    for log in (root / "tune").glob("*/result.json"):
-        try:
-            last = json.loads(log.read_text().strip().splitlines()[-1])
-            found[log.parent.name] = (int(last["epoch"]), int(last["pid"]))
-        except (IndexError, ValueError, KeyError):  # not written yet, or mid-line
-            pass
-    return found
-
-
-def in_trial(driver: subprocess.Popen, pid: int) -> psutil.Process | None:
-    """The process `pid` if it is one of this driver's Tune trials, busy in a trial right now.
-
-    Only descendants of this driver: other Ray instances on the machine are not ours to kill."""
+def epochs_on_disk(root: Path) -> dict[str, int]:
+    """trial_id -> last epoch in metrics.parquet (written every 2 s while the sweep runs)."""
     try:
-        p = psutil.Process(pid)
-        ours = any(a.pid == driver.pid for a in p.parents())
-        return p if ours and any("ray::ImplicitFunc.train" in part for part in p.cmdline()) else None
+        return pd.read_parquet(root / METRICS).groupby("trial_id")["epoch"].max().to_dict()
+    except (OSError, ValueError, KeyError):  # not written yet
+        return {}
+
+
+def trial_process(driver: subprocess.Popen, trial_id: str) -> psutil.Process | None:
+    """The process running `trial_id` right now, found by its working directory
+    (Tune runs each trial in tune/working_dirs/<trial name>). Only this driver's
+    descendants: other Ray instances on the machine are not ours to kill."""
+    try:
+        kids = psutil.Process(driver.pid).children(recursive=True)
     except psutil.Error:
         return None
+    for p in kids:
+        try:
+            if (any("ray::ImplicitFunc.train" in part for part in p.cmdline())
+                    and Path(p.cwd()).name == trial_id):
+                return p
+        except psutil.Error:
+            pass
+    return None
 
 
 def reference_curves(job_path) -> dict[str, pd.DataFrame]:
@@ -82,7 +83,7 @@ def assert_complete_and_equal(root: Path, reference: dict, epochs: int, why: str
 
 # ------------------------------------------------------------------ trial processes
 def test_trials_killed_at_random_points_finish_with_identical_metrics(tmp_path):
-    epochs = 5
+    epochs = 8
     path = write_job(tmp_path, "victims", f"""
         from raylab import Study, grid
         STUDY = Study("victims", grid(lr=[0.05, 0.02, 0.01]),
@@ -100,15 +101,15 @@ def test_trials_killed_at_random_points_finish_with_identical_metrics(tmp_path):
             time.sleep(0.2)
             # A trial with a checkpoint and epochs to go, not hit yet: kill it a random
             # moment later, which lands mid-epoch, mid-evaluation or mid-checkpoint.
-            ready = [(name, pid) for name, (epoch, pid) in progress(root).items()
-                     if 1 <= epoch <= epochs - 2 and name not in kills]
+            ready = [tid for tid, epoch in epochs_on_disk(root).items()
+                     if 1 <= epoch <= epochs - 3 and tid not in kills]
             if ready:
-                name, pid = rng.choice(ready)
-                time.sleep(rng.uniform(0.0, 1.5))
-                victim = in_trial(driver, pid)
+                trial_id = rng.choice(ready)
+                time.sleep(rng.uniform(0.0, 1.0))
+                victim = trial_process(driver, trial_id)
                 if victim is not None:
                     victim.send_signal(signal.SIGKILL)
-                    kills[name] = pid
+                    kills[trial_id] = victim.pid
         _, err = driver.communicate(timeout=400)
     finally:
         if driver.poll() is None:
