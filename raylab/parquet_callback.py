@@ -35,9 +35,9 @@ class ParquetCallback(Callback):
         self.writer = StudyWriter(self.study_dir)
 
     def get_state(self) -> None:
-        # Tune calls this right after writing its experiment state (which trials
-        # exist, which checkpoint each resumes from): flushing here keeps the
-        # Parquet files at least as far along as what a resume will restart from.
+        # Tune calls this when it writes its experiment state (which trials exist
+        # and which are done): flushing here keeps the Parquet files at least as
+        # far along as what a resume will believe.
         self._flush(force=True)
         return None
 
@@ -46,7 +46,8 @@ class ParquetCallback(Callback):
         for meta in _metas(trial):
             for old in result.get("history") or []:
                 self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_KEYS}))
-            if result.get("final"):
+            if result.get("final"):  # the last epoch's row and the trial's summary, together
+                self.writer.add_epoch(epoch_record(meta, config, {k: result[k] for k in EPOCH_KEYS}))
                 self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
                     "status", "best_val_acc", "best_epoch", "final_val_acc", "n_params", "macs", "restarts")},
                     epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))

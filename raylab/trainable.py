@@ -41,11 +41,13 @@ def run_trial(config: dict, data_refs: dict | None = None) -> None:
         # Checkpoint first: a kill between the two leaves an epoch the driver has not
         # seen, and the next start replays it from the checkpoint's history.
         save_checkpoint({**checkpoint(), "restarts": restarts}, path)
+        if row["epoch"] == cfg.epochs:
+            return  # goes out with the summary: a scheduler stopping the trial here must not lose it
         tune.report({**row, "restarts": restarts, **replay})
         replay.clear()
 
     outcome = train(cfg, _dataset(cfg, data_ref), report, resume=state)
-    tune.report(_final_result(outcome, restarts))
+    tune.report({**_final_result(outcome, restarts), **replay})
 
 
 def _replay(state: dict | None) -> dict:

@@ -32,7 +32,6 @@ STUDY_JSON = "study.json"
 TUNE_DIR = "tune"  # Tune's own experiment folder inside the study folder
 
 
-
 @dataclass
 class SweepOptions:
     storage: str = "results"          # root folder or URI; the study goes to <storage>/<study>
