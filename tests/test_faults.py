@@ -270,24 +270,33 @@ def test_full_disk_mid_run_keeps_what_was_written(tmp_path):
     assert read_table(str(out), METRICS)["epoch"].tolist() == [0, 1, 2, 3, 4]
 
 
-@pytest.fixture
-def read_only():
-    """Make a folder read-only, also for root (who ignores modes): chmod, else chattr +i."""
-    frozen = []
+class ReadOnly:
+    """Makes folders read-only, also for root (who ignores modes): chmod, else chattr +i."""
 
-    def freeze(folder: Path):
+    def __init__(self) -> None:
+        self.frozen: list[Path] = []
+
+    def __call__(self, folder: Path) -> None:
         if os.geteuid() != 0:
             folder.chmod(0o555)
         elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
             pytest.skip("running as root without chattr: cannot make a read-only folder")
-        frozen.append(folder)
+        self.frozen.append(folder)
 
-    yield freeze
-    for folder in frozen:
+    def thaw(self, folder: Path) -> None:
         if os.geteuid() != 0:
             folder.chmod(0o755)
         else:
             subprocess.run(["chattr", "-i", str(folder)], check=True)
+        self.frozen.remove(folder)
+
+
+@pytest.fixture
+def read_only():
+    folders = ReadOnly()
+    yield folders
+    for folder in list(folders.frozen):
+        folders.thaw(folder)
 
 
 def test_read_only_storage_is_refused_before_anything_runs(tmp_path, read_only):
@@ -315,6 +324,39 @@ def test_read_only_storage_is_refused_before_anything_runs(tmp_path, read_only):
         assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr[-2000:])
         assert "cannot write" in lines[0] and "--storage" in lines[0], lines[0]
     assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == before
+
+
+def test_storage_turning_read_only_mid_sweep_stops_cleanly_and_resumes(tmp_path, read_only):
+    epochs = 8
+    path = write_job(tmp_path, "frozen", f"""
+        from raylab import Study, grid
+        STUDY = Study("frozen", grid(lr=[0.05, 0.02, 0.01]),
+                      dict(data="synthetic:1500", data_root={str(tmp_path / 'data')!r}, epochs={epochs},
+                           threads=1, batch_size=50, augment=True), seeds=1)
+    """)
+    root = tmp_path / "res" / "frozen"
+    driver = start("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_more_rows(root, since=0, driver=driver)
+        read_only(root)  # the next Parquet rewrite cannot create its temp file
+        _, err = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert driver.returncode == 2 and "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert "cannot write" in last and ".parquet" in last and "--storage" in last, last
+    read_only.thaw(root)
+    written = read_table(str(root), METRICS)  # what was on disk is whole and readable
+    assert 0 < len(written) < 3 * (epochs + 1) and not written.duplicated(["trial_id", "epoch"]).any()
+
+    proc = start("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-2000:]
+    assert_complete_and_equal(root, reference_curves(path), epochs, "storage frozen mid-sweep")
 
 
 # ------------------------------------------------------------------ nodes
