@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,9 @@ class StorageError(ResultsError):
     """A results file could not be written: disk full, read-only or not permitted."""
 
     def __init__(self, path: str, exc: BaseException) -> None:
-        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+        # pyarrow's OSError has no strerror, only "Failed to open ... Detail: [errno 28] No space left"
+        detail = re.search(r"\[errno \d+\] ([^\n]+)", str(exc))
+        reason = getattr(exc, "strerror", None) or (detail.group(1) if detail else " ".join(str(exc).split()))
         super().__init__(f"cannot write {path}: {reason}: free space or fix permissions there, "
                          "or choose another --storage / --out; files already written are intact")
 
