@@ -19,34 +19,15 @@ import pyarrow.fs as pafs
 import torch
 
 from raylab.config import ConfigError
-from raylab.results import StorageError, resolve_fs
+from raylab.results import resolve_fs, write_bytes
 
 CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    path = str(path)
     buf = io.BytesIO()
     torch.save(state, buf)  # in memory first: torch's own file writer hides a full disk's errno
-    fs, p = resolve_fs(path)
-    try:
-        fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-        if not isinstance(fs, pafs.LocalFileSystem):
-            with fs.open_output_stream(p) as fh:
-                fh.write(buf.getbuffer())
-            return
-        tmp = f"{p}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(buf.getbuffer())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    except OSError as exc:
-        raise StorageError(path, exc) from None
+    write_bytes(buf.getbuffer(), str(path))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

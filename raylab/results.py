@@ -113,24 +113,34 @@ def exists(path: str) -> bool:
 
 
 def write_table(df: pd.DataFrame, path: str) -> None:
-    """Write `df` to `path` atomically (temp name + fsync + rename on local disks).
+    """Write `df` as Parquet to `path`, atomically (see write_bytes)."""
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
+    write_bytes(buf.getvalue(), path)
 
-    A failed or killed write leaves the previous file as it was. Object stores
-    (s3://, gs://) publish a PUT whole, so there we write in place.
+
+def write_bytes(data, path: str) -> None:
+    """Replace the file at `path` with `data` (bytes-like) so that readers see the old
+    file or the new one, never part of one, even if this process is killed mid-write.
+
+    Local disks: temp name, fsync, rename. Object stores (s3://, gs://) publish a
+    PUT whole, so there the write goes in place. A full or read-only disk raises
+    StorageError and leaves the previous file as it was.
     """
     fs, p = resolve_fs(path)
-    table = pa.Table.from_pandas(df, preserve_index=False)
     try:
         fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
         if not isinstance(fs, pafs.LocalFileSystem):
-            pq.write_table(table, p, filesystem=fs)
+            with fs.open_output_stream(p) as fh:
+                fh.write(data)
             return
         _remove_stale_temps(p)
         tmp = f"{p}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            pq.write_table(table, tmp, filesystem=fs)
-            with open(tmp, "rb") as fh:  # the rename must not land before the bytes do
-                os.fsync(fh.fileno())
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())  # the rename must not land before the bytes do
             os.replace(tmp, p)
         finally:
             if os.path.exists(tmp):

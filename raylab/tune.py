@@ -24,7 +24,7 @@ import numpy as np
 from raylab.config import ConfigError
 from raylab.parquet_callback import ParquetCallback
 from raylab.resources import DDP_DRIVER_CPU, check_resources, default_resources
-from raylab.results import StorageError, check_writable, checkpoint_path, join
+from raylab.results import StorageError, check_writable, checkpoint_path, join, write_bytes
 from raylab.study import Study
 from raylab.trainable import data_key, data_sources, raylab_trial
 
@@ -262,19 +262,7 @@ def _lock(root: str):
 
 
 def _write_json(path: str, obj: Any) -> None:
-    import pyarrow.fs as pafs
-    from raylab.results import resolve_fs
-    fs, p = resolve_fs(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    local = isinstance(fs, pafs.LocalFileSystem)
-    target = p + f".tmp-{os.getpid()}" if local else p  # object stores publish a PUT whole
-    try:
-        with fs.open_output_stream(target) as fh:
-            fh.write(json.dumps(obj, indent=1, default=str).encode())
-        if local:
-            os.replace(target, p)
-    except OSError as exc:
-        raise StorageError(path, exc) from None
+    write_bytes(json.dumps(obj, indent=1, default=str).encode(), path)
 
 
 def _read_json(path: str) -> Any:
