@@ -26,7 +26,7 @@ def run_trial(config: dict, data_refs: dict | None = None) -> None:
     from ray import tune
 
     from raylab.checkpoints import find_checkpoint, save_checkpoint
-    from raylab.train import train
+    from raylab.train import check_resumable, train
 
     cfg = TrialConfig.from_dict(config["trial"])
     data_ref = (data_refs or {}).get(data_key(cfg))
@@ -34,6 +34,8 @@ def run_trial(config: dict, data_refs: dict | None = None) -> None:
         return _run_ddp_trial(config, data_ref)
     path = config["checkpoint"]
     state = find_checkpoint(path)
+    if state is not None:
+        check_resumable(state, cfg)  # e.g. left in the folder by a `raylab train` of another model
     restarts = int(state.get("restarts", 0)) + 1 if state is not None else 0
     replay = _replay(state)
 
