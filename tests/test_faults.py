@@ -27,9 +27,15 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
 CURVES = ["train_loss", "train_acc", "val_loss", "val_acc"]
 
 
-def write_job(tmp_path, name, body):
+def write_job(tmp_path, name, lrs, *, images, epochs, augment=False) -> Path:
+    """A job file of one study: one 1-thread trial per lr on synthetic data, seed 0."""
     path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(body))
+    path.write_text(textwrap.dedent(f"""
+        from raylab import Study, grid
+        STUDY = Study({name!r}, grid(lr={lrs!r}),
+                      dict(data="synthetic:{images}", data_root={str(tmp_path / 'data')!r}, epochs={epochs},
+                           threads=1, batch_size=50, augment={augment}), seeds=1)
+    """))
     return path
 
 
@@ -84,12 +90,7 @@ def assert_complete_and_equal(root: Path, reference: dict, epochs: int, why: str
 # ------------------------------------------------------------------ trial processes
 def test_trials_killed_at_random_points_finish_with_identical_metrics(tmp_path):
     epochs = 8
-    path = write_job(tmp_path, "victims", f"""
-        from raylab import Study, grid
-        STUDY = Study("victims", grid(lr=[0.05, 0.02, 0.01]),
-                      dict(data="synthetic:1500", data_root={str(tmp_path / 'data')!r}, epochs={epochs},
-                           threads=1, batch_size=50, augment=True), seeds=1)
-    """)
+    path = write_job(tmp_path, "victims", [0.05, 0.02, 0.01], images=1500, epochs=epochs, augment=True)
     seed = random.randrange(10**6)
     rng, kills = random.Random(seed), {}
     root = tmp_path / "res" / "victims"
@@ -127,12 +128,7 @@ def test_trials_killed_at_random_points_finish_with_identical_metrics(tmp_path):
 def test_driver_killed_again_and_again_then_resumed(tmp_path):
     """SIGKILL the driver and the local Ray it started, three times, each after some progress."""
     epochs = 8
-    path = write_job(tmp_path, "again", f"""
-        from raylab import Study, grid
-        STUDY = Study("again", grid(lr=[0.05, 0.02, 0.01]),
-                      dict(data="synthetic:2500", data_root={str(tmp_path / 'data')!r}, epochs={epochs},
-                           threads=1, batch_size=50, augment=True), seeds=1)
-    """)
+    path = write_job(tmp_path, "again", [0.05, 0.02, 0.01], images=2500, epochs=epochs, augment=True)
     root = tmp_path / "res" / "again"
     seed = random.randrange(10**6)
     rng, rows_seen = random.Random(seed), []
@@ -180,12 +176,7 @@ def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240) -> 
 
 
 def test_two_drivers_started_at_once_on_one_folder(tmp_path):
-    path = write_job(tmp_path, "twice", f"""
-        from raylab import Study, grid
-        STUDY = Study("twice", grid(lr=[0.05, 0.01]),
-                      dict(data="synthetic:300", data_root={str(tmp_path / 'data')!r}, epochs=3,
-                           threads=1, batch_size=50), seeds=1)
-    """)
+    path = write_job(tmp_path, "twice", [0.05, 0.01], images=300, epochs=3)
     both = [start("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--quiet",
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     ends = [(p.communicate(timeout=400), p.returncode) for p in both]
@@ -301,11 +292,7 @@ def read_only():
 
 
 def test_read_only_storage_is_refused_before_anything_runs(tmp_path, read_only):
-    path = write_job(tmp_path, "ro", f"""
-        from raylab import Study, grid
-        STUDY = Study("ro", grid(lr=[0.05]), dict(data="synthetic:200", data_root={str(tmp_path / 'data')!r},
-                      epochs=1, threads=1, batch_size=50), seeds=1)
-    """)
+    path = write_job(tmp_path, "ro", [0.05], images=200, epochs=1)
     done = subprocess.run([sys.executable, "-m", "raylab", "run", path, "--storage", tmp_path / "res",
                            "--num-cpus", "1", "--quiet"], cwd=ROOT, env=ENV, capture_output=True, text=True,
                           timeout=300)
@@ -329,12 +316,7 @@ def test_read_only_storage_is_refused_before_anything_runs(tmp_path, read_only):
 
 def test_storage_turning_read_only_mid_sweep_stops_cleanly_and_resumes(tmp_path, read_only):
     epochs = 8
-    path = write_job(tmp_path, "frozen", f"""
-        from raylab import Study, grid
-        STUDY = Study("frozen", grid(lr=[0.05, 0.02, 0.01]),
-                      dict(data="synthetic:1500", data_root={str(tmp_path / 'data')!r}, epochs={epochs},
-                           threads=1, batch_size=50, augment=True), seeds=1)
-    """)
+    path = write_job(tmp_path, "frozen", [0.05, 0.02, 0.01], images=1500, epochs=epochs, augment=True)
     root = tmp_path / "res" / "frozen"
     driver = start("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet",
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
