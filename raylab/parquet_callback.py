@@ -43,22 +43,21 @@ class ParquetCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         config = trial.config["spec"]["trial"]
+        final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
         for meta in _metas(trial):
             for old in result.get("history") or []:
                 self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_KEYS}))
-            if result.get("final"):  # the last epoch's row and the trial's summary, together
-                self.writer.add_epoch(epoch_record(meta, config, {k: result[k] for k in EPOCH_KEYS}))
+            self.writer.add_epoch(epoch_record(meta, config, {k: result[k] for k in EPOCH_KEYS}))
+            if final:
                 self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
                     "status", "best_val_acc", "best_epoch", "final_val_acc", "n_params", "macs", "restarts")},
                     epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
                 self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
-                continue
-            row = {k: result[k] for k in EPOCH_KEYS}
-            self.writer.add_epoch(epoch_record(meta, config, row))
-            self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(row["epoch"]),
-                                               restarts=int(result.get("restarts", 0)),
-                                               wall_seconds=result.get("time_total_s")))
-        self._flush(force=bool(result.get("final")))
+            else:
+                self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(result["epoch"]),
+                                                   restarts=int(result.get("restarts", 0)),
+                                                   wall_seconds=result.get("time_total_s")))
+        self._flush(force=final)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = "trial failed; see its error.txt in the tune/ folder"
