@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 from raylab.results import ResultsError, config_column
+from raylab.storage import is_uri
 
 from . import plots
 from .load import Study, StudyError, load_study, shared_variants
@@ -284,7 +285,7 @@ def _table(rows: list[str]) -> str:
 
 # ------------------------------------------------------------------ CLI
 def _default_out(first: str) -> str:
-    if "://" in first:
+    if is_uri(first):
         return "report"
     return str(Path(first) / "report")
 
@@ -307,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:
         print(f"raylab report: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return 2
     print(path if args.format == "md" else path.with_suffix(".html"))
     return 0
 

@@ -1,4 +1,4 @@
-"""Sweep benchmark: N SimpleNN trials under local Ray Tune (raylab.tune.run_study)
+"""Sweep benchmark: N SimpleNN trials under local Ray Tune (raylab.sweep.driver.run_study)
 against the same N trainings run back to back in one process with a bare loop.
 One JSON object on stdout, progress on stderr.
 
@@ -15,7 +15,7 @@ What is measured:
                    load + ray.put, and the Tuner run.
     back_to_back   the same N trainings (same seeds, same work: epoch-0 evaluation
                    of train and test, then per epoch a training pass and a test
-                   evaluation, eval batch 1000 as raylab) in this process, one after
+                   evaluation, the eval batch raylab uses) in this process, one after
                    another, bare PyTorch, at 1 torch thread and at C threads.
                    The target compares the sweep with back-to-back at C threads:
                    both may use the whole machine.
@@ -51,8 +51,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raylab.config import CIFAR_MEAN, CIFAR_STD
-from raylab.data import augment_batch, load_dataset
+from raylab.batches import augment_batch
+from raylab.config import CIFAR_MEAN, CIFAR_STD, SweepOptions, TrialConfig
+from raylab.data import load_dataset
 from raylab.models import build_model
 from raylab.study import Study
 
@@ -62,7 +63,7 @@ DEFAULT_CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "raylab-bench-cache"
 
 # ------------------------------------------------------------------ settings
 BATCH = 128            # the report's batch size, raylab's default
-EVAL_BATCH = 1000      # raylab's default eval_batch_size
+EVAL_BATCH = TrialConfig.eval_batch_size  # raylab's default (256), so both sides evaluate alike
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 TARGET_SWEEP_OVER_BACK_TO_BACK = 1.15
 MB = 1024 * 1024
@@ -233,17 +234,17 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
     import ray
 
     import raylab.data
-    import raylab.tune as rt
+    import raylab.sweep.driver as rt
 
     study = Study(name, base=dict(model="simplenn", epochs=epochs, data=args.data, data_root=args.root,
                                   device="cpu", augment=args.augment),
                   seeds=n_trials)
-    opts = rt.SweepOptions(storage=storage, num_cpus=num_cpus, verbose=0)
+    opts = SweepOptions(storage=storage, num_cpus=num_cpus, verbose=0)
     phases: dict[str, float] = {}
 
     # Instrument without changing raylab: time its data put, add a timeline callback.
     timeline = _Timeline()
-    orig_put, orig_run_config, orig_load = rt._put_shared_data, rt._run_config, raylab.data.load_dataset
+    orig_put, orig_run_config, orig_load = rt.put_shared_data, rt._run_config, raylab.data.load_dataset
 
     def timed_load(*a, **k):
         t = time.perf_counter()
@@ -265,7 +266,7 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
         return rc
 
     sampler = _Sampler(memory)
-    rt._put_shared_data, rt._run_config, raylab.data.load_dataset = timed_put, run_config_with_timeline, timed_load
+    rt.put_shared_data, rt._run_config, raylab.data.load_dataset = timed_put, run_config_with_timeline, timed_load
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         if not ray.is_initialized():
@@ -277,7 +278,7 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
         t2 = time.perf_counter()
         driver_cpu = time.process_time() - c0
     finally:
-        rt._put_shared_data, rt._run_config, raylab.data.load_dataset = orig_put, orig_run_config, orig_load
+        rt.put_shared_data, rt._run_config, raylab.data.load_dataset = orig_put, orig_run_config, orig_load
         sampler.stop_flag.set()
         sampler.join()
     phases["cpu_seconds"] = driver_cpu + sampler.cpu_seconds()  # driver + every Ray process

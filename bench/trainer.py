@@ -12,7 +12,7 @@ SGD lr 0.01 momentum 0.9 weight decay 1e-4, batch 128):
                  `images_per_second` (training phase only: evaluation is
                  outside that window but inside `epoch_seconds`)
     bare         a hand-written loop over the same in-memory uint8 tensors:
-                 random permutation, optional raylab.data.augment_batch,
+                 random permutation, optional raylab.batches.augment_batch,
                  normalise on the fly, forward/backward/step, no metrics.
                  The "speed of light" of the design.
     dataloader   per-image PIL transforms (ToTensor, Normalize; with augment
@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from raylab.config import CIFAR_MEAN, CIFAR_STD, TrialConfig
-from raylab.data import augment_batch, load_dataset
+from raylab.batches import augment_batch
+from raylab.data import load_dataset
 from raylab.models import build_model
 import raylab.train
 from raylab.train import train

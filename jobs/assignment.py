@@ -20,4 +20,5 @@ def _study(name):
 STUDY = combine("assignment", [_study(name) for name in PARTS])
 
 if __name__ == "__main__":
-    raise SystemExit(STUDY.main())
+    from raylab.cli import run_job
+    raise SystemExit(run_job(STUDY))

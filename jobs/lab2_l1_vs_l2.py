@@ -10,4 +10,5 @@ STUDY = Study(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(STUDY.main())
+    from raylab.cli import run_job
+    raise SystemExit(run_job(STUDY))

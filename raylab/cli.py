@@ -1,7 +1,16 @@
 """`raylab` command line: train | run | resume | status | list | models | report.
 
-User mistakes end as one line on stderr and exit status 2, never a traceback;
-`--debug` shows the traceback anyway. Anything else is a bug and shows one.
+The top layer: it imports the core and the sweep layer, never the other way
+round. Kept import-light: torch and Ray are imported inside the commands that
+train, so `--help`, `list`, `status`, `report` and every argument error answer
+without loading them. User mistakes (raylab.errors.UserError, a full or
+read-only disk) end as one line on stderr and exit status 2, never a
+traceback; `--debug` shows the traceback anyway. Anything else is a bug and
+shows one.
+
+A job file run as a script ends with `raise SystemExit(run_job(STUDY))`, so
+`python jobs/FILE.py --epochs 5` and `raylab run jobs/FILE.py --epochs 5` do
+the same thing.
 """
 from __future__ import annotations
 
@@ -13,11 +22,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from raylab.config import ConfigError, TrialConfig, config_fields
+from raylab.config import SweepOptions, TrialConfig, config_fields
+from raylab.errors import ConfigError, UsageError, UserError
+from raylab.study import Study, load_job, select
 
-
-class UsageError(Exception):
-    """A user mistake the CLI reports in one line (exit 2)."""
+# The disk, not the code: say which file, not where in raylab it happened.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return main_guard(go, debug="--debug" in argv)
 
 
+def run_job(study: Study, argv: list[str] | None = None) -> int:
+    """Entry point of a job file run as a script; the same flags as `raylab run`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _Parser(prog=Path(sys.argv[0]).name, description=study.description or study.name)
+    add_run_flags(parser)
+
+    def go() -> int:
+        args = parser.parse_args([a for a in argv if a != "--debug"])
+        return _run(apply_run_flags(study, args), args)
+
+    return main_guard(go, debug="--debug" in argv)
+
+
 def main_guard(fn, debug: bool = False) -> int:
     """Run a command: a user error becomes one line and exit 2, a bug keeps its traceback."""
     try:
@@ -51,27 +74,15 @@ def main_guard(fn, debug: bool = False) -> int:
         sys.stdout = open(os.devnull, "w")
         return 0
     except Exception as exc:
-        if debug or not _is_user_error(exc):
+        user = isinstance(exc, UserError) or (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
+        if debug or not user:
             raise
         text = " ".join(str(exc).split()) or type(exc).__name__
         print(text if text.startswith("raylab") else f"raylab: error: {text}", file=sys.stderr)
         return 2
 
 
-def _is_user_error(exc: BaseException) -> bool:
-    from raylab.results import ResultsError
-
-    user = (UsageError, ConfigError, ResultsError)
-    try:
-        from raylab.data import DataError
-        user += (DataError,)
-    except ImportError:
-        pass
-    # The disk, not the code: say which file, not where in raylab it happened.
-    full_or_locked = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
-    return isinstance(exc, user) or (isinstance(exc, OSError) and exc.errno in full_or_locked)
-
-
+# ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="raylab", description="CIFAR-10 CNN studies on Ray Tune. --debug shows tracebacks.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -82,6 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="run a study (job file) as a Ray Tune sweep")
+    p.add_argument("job", help="job file, e.g. jobs/lab2_lr_sweep.py")
+    add_run_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="finish an interrupted sweep from its checkpoints")
+    p.add_argument("study_dir", help="e.g. results/lab2_lr_sweep")
+    p.add_argument("--address", help="Ray cluster to use (default: start a local one)")
+    p.add_argument("--num-cpus", type=int, help="CPUs local Ray may use")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="progress of a study from its Parquet files")
+    p.add_argument("study_dir")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", help="the studies in a jobs folder, with variant and trial counts")
+    p.add_argument("folder", nargs="?", default="jobs")
+    p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("models", help="parameter shapes, counts and MACs of the registered models")
     p.add_argument("name", nargs="?", help="one model (default: all)")
@@ -94,15 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: STUDY_DIR/report)")
     p.add_argument("--format", default="md", choices=("md", "html"))
     p.set_defaults(func=cmd_report)
-
-    from raylab import sweep_cli  # the Ray-based commands live with the sweep layer
-    sweep_cli.add_commands(sub)
     return parser
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrialConfig field (`--weight-decay`, `--batchnorm/--no-batchnorm`)."""
+    """One flag per TrialConfig field (`--weight-decay`, `--batchnorm/--no-batchnorm`); test hooks have none."""
+    shown = set(config_fields(hidden=False))
     for f in dataclasses.fields(TrialConfig):
+        if f.name not in shown:
+            continue
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
         if kind == "bool":
@@ -112,32 +143,155 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                            help=f"default: {_show(f.default)}")
 
 
-def config_overrides(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in config_fields() if getattr(args, name, None) is not None}
-
-
 def _show(value: object) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run options", "any config field can be forced with --set FIELD=VALUE")
+    g.add_argument("--epochs", type=int, help="epochs per trial (default: the study's)")
+    g.add_argument("--seeds", type=int, help="seeds per variant (default: the study's)")
+    g.add_argument("--data", help="cifar10 | folder:PATH | synthetic[:N]")
+    g.add_argument("--data-root", help="where cifar10 and the decoded caches live (default: data)")
+    g.add_argument("--storage", default="results", help="results root: a folder or s3://... (default: results)")
+    g.add_argument("--address", help="Ray cluster: auto or HOST:PORT (default: start a local Ray)")
+    g.add_argument("--gpus-per-trial", type=float, help="GPU share per trial, e.g. 0.25 (default: per model)")
+    g.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1, 2 with a whole GPU)")
+    g.add_argument("--workers", type=int, default=1, help="DDP workers per trial (default 1: no DDP)")
+    g.add_argument("--max-concurrent", type=int, default=0, help="at most this many trials at once")
+    g.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="asha: stop weak trials early")
+    g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
+    g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
+    g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="force a config field on every trial")
+    g.add_argument("--only", action="append", default=[], metavar="GLOB",
+                   help="run only variants whose STUDY/VARIANT name matches, e.g. 'lab2_*' or '*/lr=0.1'")
+    g.add_argument("--skip", action="append", default=[], metavar="GLOB", help="leave out matching variants")
+    g.add_argument("--quiet", action="store_true", help="no Tune progress table")
+
+
+def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
+    options = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set takes FIELD=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        options[key.strip().replace("-", "_")] = value
+    for name in ("epochs", "data", "data_root"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    return select(study, args.only, args.skip).with_options(seeds=args.seeds, **options)
+
+
+def sweep_options(args: argparse.Namespace) -> SweepOptions:
+    return SweepOptions(storage=args.storage, address=args.address, gpus_per_trial=args.gpus_per_trial,
+                        cpus_per_trial=args.cpus_per_trial, workers=args.workers,
+                        max_concurrent=args.max_concurrent, scheduler=args.scheduler,
+                        max_failures=args.max_failures, num_cpus=args.num_cpus,
+                        verbose=0 if args.quiet else 1).validate()
 
 
 # ------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
     from raylab.single import run_single
 
-    overrides = config_overrides(args)
+    overrides = {name: getattr(args, name) for name in config_fields() if getattr(args, name, None) is not None}
     cfg = TrialConfig.from_dict(overrides)
     return run_single(cfg, overrides, Path(args.out), resume=args.resume, progress=not args.quiet)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run(apply_run_flags(load_job(args.job), args), args)
+
+
+def _run(study: Study, args: argparse.Namespace) -> int:
+    opts = sweep_options(args)
+    n = len(study.trials())  # validates every trial's config before Ray starts
+    shared = len(study.variants) * len(study.seed_list) - n
+    note = f" ({shared} repeat an identical config and share its trial)" if shared else ""
+    print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds "
+          f"= {n} trials{note}")
+    from raylab.sweep.driver import run_study, study_dir
+
+    run_study(study, opts)
+    return _summary(study_dir(opts.storage, study.name))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from raylab.sweep.driver import resume_study
+
+    resume_study(args.study_dir, SweepOptions(address=args.address, num_cpus=args.num_cpus,
+                                              verbose=0 if args.quiet else 1))
+    return _summary(args.study_dir)
+
+
+def _summary(root: str) -> int:
+    """Variant, seeds, best val acc mean ± std: the table a user reads first."""
+    from raylab.results import TRIALS, read_table
+
+    trials = read_table(root, TRIALS)
+    several = trials["study"].nunique() > 1  # a combined sweep: name each row's study too
+    print()
+    print(f"{'variant':<36} {'seeds':>5} {'best val acc':>17} {'status'}")
+    for (study, variant), g in trials.groupby(["study", "variant"], sort=False):
+        acc = g["best_val_acc"].astype(float)
+        std = f"± {acc.std():.4f}" if len(acc) > 1 else "       "
+        states = ", ".join(f"{k} {v}" for k, v in g["status"].value_counts().items())
+        name = f"{study}/{variant}" if several else variant
+        print(f"{name:<36} {len(g):>5} {acc.mean():>8.4f} {std} {states}")
+    failed = int((trials["status"] == "failed").sum())
+    print(f"\nresults: {root}/  (metrics.parquet, trials.parquet, weights.parquet)")
+    if failed:
+        print(f"{failed} trial(s) failed: `raylab resume {root}` retries them from their checkpoints")
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """One line per trial from the Parquet files: works while a sweep runs, or after."""
+    from raylab.results import METRICS, TRIALS, read_table
+
+    trials = read_table(args.study_dir, TRIALS)
+    metrics = read_table(args.study_dir, METRICS, required=False)
+    best = metrics.groupby("trial_id")["val_acc"].max()
+    print(f"{'trial':<36} {'status':<10} {'epoch':>9} {'best val acc':>13} {'restarts':>8}")
+    for row in trials.sort_values("trial_id").to_dict("records"):
+        done, total = _int(row.get("epochs_run")), _int(row.get("epochs"))
+        print(f"{row['trial_id']:<36} {row['status']:<10} {done:>4}/{total:<4} "
+              f"{best.get(row['trial_id'], float('nan')):>13.4f} {_int(row.get('restarts')):>8}")
+    counts = trials["status"].value_counts().to_dict()
+    print("\n" + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {len(metrics)} epoch rows")
+    return 0
+
+
+def _int(value) -> int:
+    """Missing or NaN (a trial that has not reported yet) reads as 0."""
+    return int(value) if value is not None and value == value else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Each study's variants, seeds and the trials `raylab run` trains (identical configs once)."""
+    folder = Path(args.folder)
+    files = sorted(f for f in folder.glob("*.py") if not f.name.startswith("_")) if folder.is_dir() else []
+    if not files:
+        raise UsageError(f"no job files in {folder}/: give the jobs folder of a raylab checkout")
+    print(f"{'study':<20} {'variants':>8} {'seeds':>5} {'trials':>6}  file")
+    for file in files:
+        study = load_job(str(file))
+        print(f"{study.name:<20} {len(study.variants):>8} {len(study.seed_list):>5} "
+              f"{len(study.trials()):>6}  {file}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    from raylab.models import MODELS, build_model, format_summary, summarize
+    from raylab.models import MODELS, build_model, format_summary, model_summary
 
     names = [args.name] if args.name else list(MODELS)
     for name in names:
         if name not in MODELS:
             raise UsageError(f"raylab models: unknown model '{name}': choose one of {', '.join(MODELS)}")
         model = build_model(name, batchnorm=args.batchnorm, shortcut=args.shortcut)
-        print(format_summary(summarize(model, name=name)))
+        print(format_summary(model_summary(model, name=name)))
         print()
     return 0
 

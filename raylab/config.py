@@ -3,6 +3,9 @@
 One frozen dataclass, one line per field with its unit. `TrialConfig.from_dict`
 is the only way user input becomes a config: an unknown key, a wrong type or
 an out-of-range value raises ConfigError naming the field, never an assert.
+`SweepOptions` holds how a sweep runs (storage, cluster, resources per trial).
+The choices of every field are listed here once; models.py builds from them.
+Imports neither torch nor Ray, so the CLI answers `list` and `--help` fast.
 """
 from __future__ import annotations
 
@@ -10,22 +13,21 @@ import dataclasses
 import difflib
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
+
+from raylab.errors import ConfigError  # noqa: F401  (a kind of UserError; raised here, imported from here)
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the report's normalisation
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
+MODELS = ("simplenn", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")  # models.py registers each
 ACTIVATIONS = ("relu", "swish", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "step", "multistep", "cosine")
 REGULARIZE = ("all", "weights")
 DEVICES = ("auto", "cpu", "cuda")
 SHORTCUTS = ("A", "B")
-
-
-class ConfigError(ValueError):
-    """Bad user input for a config field; the message names the field and the fix."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class TrialConfig:
     compile: bool = False              # torch.compile the model (CUDA only)
     eval_batch_size: int = 256         # images per evaluation step (1.6x faster than 1000 on 1 CPU thread)
     hist_bins: int = 64                # bins of the final weight histograms
-    fail_at_epoch: int = 0             # testing: raise once after this epoch (fault injection); 0 = never
+    # Test hook, hidden: no flag, no Parquet column, not part of a variant's name.
+    fail_at_epoch: int = field(default=0, metadata={"hidden": True})  # raise once after this epoch; 0 = never
 
     # ------------------------------------------------------------------ input
     @classmethod
@@ -86,9 +89,6 @@ class TrialConfig:
         cfg.validate()
         return cfg
 
-    def replace(self, **overrides: Any) -> "TrialConfig":
-        return TrialConfig.from_dict({**self.to_dict(), **overrides})
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -97,9 +97,7 @@ class TrialConfig:
 
     # ------------------------------------------------------------- validation
     def validate(self) -> None:
-        from raylab.models import MODELS  # late: models imports torch
-
-        _choice("model", self.model, tuple(MODELS))
+        _choice("model", self.model, MODELS)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("shortcut", self.shortcut, SHORTCUTS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -190,6 +188,36 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be > 0, got {value}")
 
 
-def config_fields() -> list[str]:
-    return [f.name for f in fields(TrialConfig)]
+def config_fields(hidden: bool = True) -> list[str]:
+    """TrialConfig's field names; without the hidden test hooks when `hidden` is False."""
+    return [f.name for f in fields(TrialConfig) if hidden or not f.metadata.get("hidden")]
+
+
+HIDDEN_FIELDS = frozenset(set(config_fields()) - set(config_fields(hidden=False)))
+
+
+@dataclass
+class SweepOptions:
+    """How a sweep runs, as opposed to what each trial is (TrialConfig)."""
+    storage: str = "results"          # root folder or URI; the study goes to <storage>/<study>
+    address: str | None = None        # None: local Ray; "auto" or HOST:PORT: an existing cluster
+    gpus_per_trial: float | None = None   # None: chosen per model and machine
+    cpus_per_trial: float | None = None
+    workers: int = 1                  # >1: each trial is a DDP job of this many workers
+    max_concurrent: int = 0           # 0: as many as resources allow
+    scheduler: str = "fifo"           # fifo | asha
+    max_failures: int = 2             # restarts of a crashed trial from its checkpoint
+    num_cpus: int | None = None       # local Ray only: CPUs it may use
+    verbose: int = 1                  # Tune's progress output: 0 silent, 1 table
+
+    def validate(self) -> "SweepOptions":
+        for name, low in (("workers", 1), ("max_concurrent", 0), ("max_failures", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}")
+        gpus = self.gpus_per_trial
+        if gpus is not None and not (0 <= gpus and math.isfinite(gpus)):
+            raise ConfigError(f"--gpus-per-trial must be >= 0, got {gpus}")
+        if self.cpus_per_trial is not None and not self.cpus_per_trial > 0:
+            raise ConfigError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
+        return self
 

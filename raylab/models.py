@@ -5,7 +5,7 @@ pytorch_resnet_cifar10 `resnet.py`.
 
 Parameter counts (exact ones recounted by `python -m raylab.models` and by
 tests/test_models.py; "paper" is He et al. Table 6) and multiply-accumulates
-per 3x32x32 image (counted by `summarize`, 10 classes):
+per 3x32x32 image (counted by `model_summary`, 10 classes):
 
     name       layers  params (A)  params (B)   paper   MACs (A)
     simplenn        5      82,030           -       -     0.72M
@@ -52,7 +52,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SHORTCUTS = ("A", "B")
+from raylab import config
+
+SHORTCUTS = config.SHORTCUTS
 
 
 # ----------------------------------------------------------------------------
@@ -67,13 +69,15 @@ class Swish(nn.Module):
 
 # Factories, not instances: every layer gets its own module so that the
 # printed model shows where each activation sits.
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+_ACTIVATION_FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "swish": Swish,
     "leaky_relu": nn.LeakyReLU,  # negative slope 0.01, torch's default
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
 }
+# The names are config.py's (what a config may say); a name without a factory fails at import.
+ACTIVATIONS = {name: _ACTIVATION_FACTORIES[name] for name in config.ACTIVATIONS}
 
 
 def make_activation(name: str) -> nn.Module:
@@ -240,14 +244,7 @@ def simplenn(*, shortcut: str = "A", **kw) -> SimpleNN:
 # ----------------------------------------------------------------------------
 # Registry: the only way a name becomes a model (config.py validates against it)
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "simplenn": simplenn,
-    "resnet20": resnet20,
-    "resnet32": resnet32,
-    "resnet44": resnet44,
-    "resnet56": resnet56,
-    "resnet110": resnet110,
-}
+MODELS: dict[str, Callable[..., nn.Module]] = {name: globals()[name] for name in config.MODELS}
 
 
 def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3,
@@ -275,7 +272,7 @@ class ModelSummary:
     macs: int                                  # multiply-accumulates per image, conv + linear only
 
 
-def summarize(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
+def model_summary(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
               name: str = "") -> ModelSummary:
     """Parameter shapes and MACs per image, from one forward pass on a zero
     image in eval mode (so BN running stats are untouched); each module's
@@ -341,8 +338,8 @@ def docstring_table() -> dict[str, tuple[int, int | None, int]]:
 if __name__ == "__main__":
     # Recount against the docstring table, as akamaster's resnet.py does.
     for name, (params_a, params_b, macs) in docstring_table().items():
-        a = summarize(build_model(name, shortcut="A"), name=name)
-        b = summarize(build_model(name, shortcut="B"), name=name)
+        a = model_summary(build_model(name, shortcut="A"), name=name)
+        b = model_summary(build_model(name, shortcut="B"), name=name)
         ok = (a.n_params == params_a and params_b in (None, b.n_params)
               and abs(a.macs - macs) <= 0.01 * macs)
         print(f"{name:<10} params A {a.n_params:>9,}  B {b.n_params:>9,}  "

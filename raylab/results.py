@@ -16,9 +16,7 @@ Ray: the `analysis` package and notebooks use it with pandas alone.
 from __future__ import annotations
 
 import json
-import os
-import re
-import uuid
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,50 +25,43 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raylab.config import HIDDEN_FIELDS
+from raylab.errors import ResultsError, StorageError  # noqa: F401  (analysis catches ResultsError from here)
+from raylab.storage import exists, join, resolve_fs, write_bytes  # noqa: F401  (re-exported for readers)
+
 METRICS, TRIALS, WEIGHTS = "metrics.parquet", "trials.parquet", "weights.parquet"
 KEY_COLUMNS = ["study", "trial_id", "variant", "seed"]
-METRIC_COLUMNS = KEY_COLUMNS + [
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-    "epoch_seconds", "images_per_second", "train_images",
-]
+# What train() measures per epoch; train_images: images trained on that epoch,
+# summed over DDP ranks (the whole split once; 0 for epoch 0, which only evaluates).
+EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                 "epoch_seconds", "images_per_second", "train_images"]
+METRIC_COLUMNS = KEY_COLUMNS + EPOCH_COLUMNS
+SUMMARY_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc"]  # best_and_final() computes them
 TRIAL_COLUMNS = KEY_COLUMNS + [
-    "status", "epochs_run", "best_val_acc", "best_epoch", "final_val_acc",
+    "status", "epochs_run", *SUMMARY_COLUMNS,
     "n_params", "macs", "wall_seconds", "restarts", "error",
 ]
 WEIGHT_COLUMNS = KEY_COLUMNS + ["layer", "bin_left", "bin_right", "count"]
 REQUIRED = {METRICS: METRIC_COLUMNS, TRIALS: TRIAL_COLUMNS, WEIGHTS: WEIGHT_COLUMNS}
-STATUSES = ("running", "completed", "diverged", "failed", "stopped")
 
 
-class ResultsError(ValueError):
-    """A folder or file that is not in the contract; the message says which and why."""
+# ---------------------------------------------------------------- epoch rows
+def epoch_row(*values: Any) -> dict[str, Any]:
+    """One epoch's metrics, in EPOCH_COLUMNS order."""
+    if len(values) != len(EPOCH_COLUMNS):
+        raise TypeError(f"epoch_row takes {len(EPOCH_COLUMNS)} values ({', '.join(EPOCH_COLUMNS)})")
+    return dict(zip(EPOCH_COLUMNS, values))
 
 
-class StorageError(ResultsError):
-    """A results file could not be written: disk full, read-only or not permitted."""
+def best_and_final(rows: list[dict]) -> dict[str, Any]:
+    """best_val_acc, best_epoch and final_val_acc of a trial's epoch rows, in epoch order.
 
-    def __init__(self, path: str, exc: BaseException) -> None:
-        # pyarrow's OSError has no strerror, only "Failed to open ... Detail: [errno 28] No space left"
-        detail = re.search(r"\[errno \d+\] ([^\n]+)", str(exc))
-        reason = getattr(exc, "strerror", None) or (detail.group(1) if detail else " ".join(str(exc).split()))
-        super().__init__(f"cannot write {path}: {reason}: free space or fix permissions there, "
-                         "or choose another --storage / --out; files already written are intact")
-
-
-def check_writable(folder: str) -> None:
-    """Fail before a run starts, not hours in, when `folder` cannot take new files."""
-    if "://" in folder:
-        return  # object stores: a failed PUT changes nothing
-    existing = os.path.abspath(folder)
-    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
-        existing = os.path.dirname(existing)  # probe where the folder would be made: create nothing
-    probe = os.path.join(existing, f".write-test-{os.getpid()}")
-    try:
-        with open(probe, "w") as fh:
-            fh.write("ok")
-        os.remove(probe)
-    except OSError as exc:
-        raise StorageError(folder, exc) from None
+    The best is the first epoch with the highest finite val_acc (a diverged
+    epoch's NaN never wins); final is the last epoch's, whatever it is.
+    """
+    rows = sorted(rows, key=lambda r: int(r["epoch"]))
+    best = max(rows, key=lambda r: r["val_acc"] if math.isfinite(r["val_acc"]) else -1.0)
+    return {"best_val_acc": best["val_acc"], "best_epoch": int(best["epoch"]), "final_val_acc": rows[-1]["val_acc"]}
 
 
 # --------------------------------------------------------------------- config
@@ -80,36 +71,16 @@ def config_column(name: str) -> str:
 
 
 def config_columns(config: dict[str, Any]) -> dict[str, Any]:
-    """Flatten a config dict into contract columns; `seed` is a key column already."""
+    """Flatten a config dict into contract columns; `seed` is a key column already,
+    and test hooks (config.HIDDEN_FIELDS) are no column at all."""
     out = {}
     for name, value in config.items():
-        if name == "seed":
+        if name == "seed" or name in HIDDEN_FIELDS:
             continue
         if isinstance(value, (list, tuple)):
             value = json.dumps(list(value))
         out[config_column(name)] = value
     return out
-
-
-# -------------------------------------------------------------------- storage
-def resolve_fs(root: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in root:
-        return pafs.FileSystem.from_uri(root)
-    return pafs.LocalFileSystem(), os.path.abspath(root)
-
-
-def join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
-
-
-def checkpoint_path(study_dir: str, trial_id: str) -> str:
-    """Where a trial keeps the checkpoint of its last finished epoch (raylab/checkpoints.py)."""
-    return join(study_dir, "checkpoints", f"{trial_id}.pt")
-
-
-def exists(path: str) -> bool:
-    fs, p = resolve_fs(path)
-    return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
 def write_table(df: pd.DataFrame, path: str) -> None:
@@ -119,56 +90,6 @@ def write_table(df: pd.DataFrame, path: str) -> None:
     write_bytes(buf.getvalue(), path)
 
 
-def write_bytes(data, path: str) -> None:
-    """Replace the file at `path` with `data` (bytes-like) so that readers see the old
-    file or the new one, never part of one, even if this process is killed mid-write.
-
-    Local disks: temp name, fsync, rename. Object stores (s3://, gs://) publish a
-    PUT whole, so there the write goes in place. A full or read-only disk raises
-    StorageError and leaves the previous file as it was.
-    """
-    fs, p = resolve_fs(path)
-    try:
-        fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-        if not isinstance(fs, pafs.LocalFileSystem):
-            with fs.open_output_stream(p) as fh:
-                fh.write(data)
-            return
-        _remove_stale_temps(p)
-        tmp = f"{p}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())  # the rename must not land before the bytes do
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    except OSError as exc:
-        raise StorageError(path, exc) from None
-
-
-def _remove_stale_temps(path: str) -> None:
-    """Temp files of writers that were killed mid-write: readers never open them, but tidy up."""
-    folder, name = os.path.split(path)
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.startswith(f"{name}.tmp-"):
-            continue
-        try:
-            pid = int(entry.split("-")[1])
-            os.kill(pid, 0)  # still alive: its write is in flight
-        except ProcessLookupError:
-            try:
-                os.remove(os.path.join(folder, entry))
-            except OSError:
-                pass
-        except (ValueError, IndexError, PermissionError):
-            pass
 
 
 def read_table(study_dir: str, name: str, *, required: bool = True) -> pd.DataFrame:

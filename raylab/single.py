@@ -1,20 +1,21 @@
-"""`raylab train`: one trial in this process, with the same files a sweep writes.
+"""`raylab train`'s work: one trial in this process, with the same files a sweep writes.
 
-The checkpoint of the last finished epoch sits in OUT/checkpoints/ so that
-`--resume` continues where a killed run stopped; it is written to a temporary
-name and renamed, so a kill mid-write leaves the previous one intact
-(raylab/checkpoints.py); a sweep keeps its trials' checkpoints the same way.
+The checkpoint of the last finished epoch sits in OUT/checkpoints/ (the scheme
+of raylab/checkpoints.py, as in a sweep) so that `--resume` continues where a
+killed run stopped; a kill mid-write leaves the previous one intact.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from raylab.checkpoints import load_checkpoint, save_checkpoint
-from raylab.config import ConfigError, TrialConfig
-from raylab.results import StudyWriter, check_writable, checkpoint_path, epoch_record, trial_record, weight_records
+from raylab.checkpoints import TrialFile, checkpoint_path
+from raylab.config import TrialConfig
+from raylab.errors import CheckpointError, UsageError
+from raylab.results import StudyWriter, epoch_record, trial_record, weight_records
+from raylab.storage import check_writable
 from raylab.study import Trial, variant_name
-from raylab.train import InjectedFault, check_resumable, format_epoch, train
+from raylab.train import InjectedFault, format_epoch, train
 
 
 def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,
@@ -23,33 +24,31 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
     trial_id = Trial(out.resolve().name, variant, cfg.seed, cfg).trial_id  # the id a sweep would give it
     meta = {"study": out.resolve().name, "trial_id": trial_id, "variant": variant}
     config = cfg.to_dict()
-    ckpt_path = Path(checkpoint_path(str(out), trial_id))
 
     check_writable(str(out))
     writer = StudyWriter(str(out))
-    state, restarts = None, 0
     if trial_id in writer.trials and not resume:
-        raise ConfigError(f"{out} already holds trial {trial_id}: pass --resume to continue it, or choose another --out")
+        raise UsageError(f"{out} already holds trial {trial_id}: pass --resume to continue it, or choose another --out")
+    ckpt = TrialFile(checkpoint_path(str(out), trial_id), cfg, read=resume)
+    restarts = 0
     if resume:
-        if not ckpt_path.exists():
-            raise ConfigError(f"nothing to resume: {ckpt_path} does not exist (run without --resume first)")
-        state = load_checkpoint(ckpt_path)
-        check_resumable(state, cfg)
-        writer.drop_epochs_after(trial_id, int(state["epoch"]))
-        restarts = int(writer.trials.get(trial_id, {}).get("restarts") or 0) + 1
+        if ckpt.state is None:
+            raise CheckpointError(f"nothing to resume: {ckpt.path} does not exist (run without --resume first)")
+        writer.drop_epochs_after(trial_id, int(ckpt.state["epoch"]))
+        restarts = int(writer.trials.get(trial_id, {}).get("restarts") or 0) + 1  # this start is a restart
 
     started = time.time()
 
     def report(row: dict, checkpoint) -> None:
         writer.add_epoch(epoch_record(meta, config, row))
         writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=restarts))
-        save_checkpoint(checkpoint(), ckpt_path)
+        ckpt.save(checkpoint)
         writer.flush()
         if not progress and row["epoch"] > 0:  # with a progress bar, train() prints the line
             print(format_epoch(row), flush=True)
 
     try:
-        outcome = train(cfg, report=report, resume=state, progress=progress)
+        outcome = train(cfg, report=report, resume=ckpt.state, progress=progress)
     except InjectedFault:
         writer.set_trial(trial_record(meta, config, status="failed", error="injected fault"))
         writer.flush()

@@ -8,18 +8,22 @@ Variant names are readable and become the `variant` column: `lr=0.05`,
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import runpy
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any, Iterable
 
-from raylab.config import ConfigError, TrialConfig
+from raylab.config import HIDDEN_FIELDS, ConfigError, TrialConfig
 
 # Short names that read well in legends; booleans appear only when True.
 ALIASES = {"batchnorm": "bn", "weight_decay": "wd", "activation": "", "model": "", "augment": "augment"}
 # Fields that describe how a trial runs, not what it is: never part of a variant's name.
 RUN_FIELDS = {"data", "data_root", "download", "epochs", "seed", "device", "threads", "compile",
-              "eval_batch_size", "hist_bins", "fail_at_epoch"}
+              "eval_batch_size", "hist_bins"} | HIDDEN_FIELDS
 
 
 def variant_name(overrides: dict[str, Any]) -> str:
@@ -152,12 +156,6 @@ class Study:
                               for p in parts]
         return out
 
-    def main(self, argv: list[str] | None = None) -> int:
-        """Run this study from a job file: `python jobs/FILE.py --epochs 5`."""
-        from raylab.sweep_cli import run_study_main
-
-        return run_study_main(self, argv)
-
 
 def _merge_identical(trials: list[Trial]) -> list[Trial]:
     """In a combined sweep, train each distinct config once: the course report's
@@ -182,3 +180,42 @@ def combine(name: str, studies: list[Study], description: str = "") -> Study:
     """
     variants = [Variant(v.name, {**s.base, **v.overrides}, study=s.name) for s in studies for v in s.variants]
     return Study(name, variants, seeds=studies[0].seeds if studies else 1, description=description)
+
+
+def select(study: Study, only: list[str], skip: list[str]) -> Study:
+    """Keep the variants whose `study/variant` name matches --only and not --skip."""
+    def name(v: Variant) -> str:
+        return f"{v.study or study.name}/{v.name}"
+
+    kept = [v for v in study.variants
+            if (not only or any(fnmatchcase(name(v), p) for p in only))
+            and not any(fnmatchcase(name(v), p) for p in skip)]
+    if not kept:
+        raise ConfigError(f"--only/--skip left no variant of study {study.name}: "
+                          f"its variants are {', '.join(name(v) for v in study.variants[:6])}...")
+    return dataclasses.replace(study, variants=kept)
+
+
+def load_job(path: str) -> Study:
+    """Run a job file's top level (not its __main__ block) and return its Study."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"job file {path} not found: see `raylab list` for the studies in jobs/")
+    try:
+        namespace = runpy.run_path(str(file), run_name="raylab_job")
+    except SyntaxError as exc:
+        raise ConfigError(f"job file {path} line {exc.lineno}: {exc.msg}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"job file {path}: {exc}") from None
+    except Exception as exc:  # the job file's own code failed: say where, in one line
+        import traceback
+        line = next((f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__))
+                     if Path(f.filename).resolve() == file.resolve()), "?")
+        raise ConfigError(f"job file {path} line {line}: {type(exc).__name__}: {exc}") from None
+    study = namespace.get("STUDY")
+    if not isinstance(study, Study):
+        found = [v for v in namespace.values() if isinstance(v, Study)]
+        if len(found) != 1:
+            raise ConfigError(f"job file {path} defines no study: bind one to STUDY = Study(...)")
+        study = found[0]
+    return study

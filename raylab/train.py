@@ -14,7 +14,6 @@ sums, so every rank reports the same numbers.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -27,10 +26,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from raylab.checkpoints import CHECKPOINT_VERSION
+from raylab import checkpoints
+from raylab.batches import eval_batches, train_batches
 from raylab.config import ConfigError, TrialConfig
-from raylab.data import Dataset, eval_batches, holdout_split, load_dataset, train_batches
-from raylab.models import build_model, summarize
+from raylab.data import Dataset, holdout_split, load_dataset
+from raylab.models import build_model, model_summary
+from raylab.results import best_and_final, epoch_row
 from raylab.schedule import lr_at
 
 EPOCH0_TRAIN_IMAGES = 10_000
@@ -38,7 +39,7 @@ Report = Callable[[dict, Callable[[], dict]], None]
 
 
 class InjectedFault(RuntimeError):
-    """Raised by `fail_at_epoch` to test restarts; never raised in normal runs."""
+    """Raised by the hidden test hook `fail_at_epoch` to test restarts; never in normal runs."""
 
 
 @dataclass
@@ -63,16 +64,59 @@ def train(
 ) -> Outcome:
     started = time.perf_counter()
     rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
-
-    # --- device and threads: the caller (Ray) decides how many CPUs we own
     device = _device(cfg)
+    _set_threads(cfg, device)
+    data = data if data is not None else load_dataset(cfg.data, cfg.data_root, download=cfg.download)
+    split = _split(cfg, data, device)
+    # Every rank must draw the same permutation, so the data generator is seeded
+    # from the config alone; each rank then keeps its own slice of it.
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the seed fixes the initial weights
+    model, summary = _model(cfg, data, device)
+    optimizer = _optimizer(cfg, model)
+    history: list[dict] = []
+    start_epoch = 1
+    if resume is not None:  # weights, optimiser, history and every RNG state of epoch k
+        history, start_epoch = checkpoints.restore(resume, model, optimizer, gen, device)
+    net = _wrap(cfg, model, device, world)
+
+    def emit(row: dict) -> None:
+        history.append(row)
+        if report is not None:
+            epoch = row["epoch"]
+            report(row, lambda: checkpoints.build(cfg, epoch, model, optimizer, history, gen, device))
+
+    if start_epoch == 1:
+        emit(_epoch0(net, split, cfg, device, world, rank))
+    status = "completed"
+    show = progress and rank == 0
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        row = _train_epoch(cfg, epoch, net, model, optimizer, split, gen, device, world, rank, show)
+        emit(row)
+        if show:
+            print(format_epoch(row), flush=True)
+        # A non-finite loss ends the trial as `diverged`, keeping its epochs.
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
+            status = "diverged"
+            break
+        if cfg.fail_at_epoch == epoch and resume is None:
+            raise InjectedFault(f"fail_at_epoch={epoch}: injected fault for restart tests")
+
+    return Outcome(status=status, history=history, **best_and_final(history), n_params=summary.n_params,
+                   macs=summary.macs, wall_seconds=time.perf_counter() - started,
+                   weights=histogram_rows(model, cfg.hist_bins))
+
+
+def _set_threads(cfg: TrialConfig, device: torch.device) -> None:
+    """The caller (Ray) decides how many CPUs we own; a config's `threads` beats it."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif device.type == "cpu" and os.environ.get("OMP_NUM_THREADS", "").isdigit():
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-    # --- data: uint8 tensors moved once to the device; batches are cut there
-    data = data if data is not None else load_dataset(cfg.data, cfg.data_root, download=cfg.download)
+
+def _split(cfg: TrialConfig, data: Dataset, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(train_x, train_y, val_x, val_y) as uint8/int64 tensors moved once to the device."""
     if cfg.val_holdout:
         (train_x, train_y), (val_x, val_y) = holdout_split(data.train_x, data.train_y, cfg.val_holdout, seed=0)
     else:
@@ -80,119 +124,77 @@ def train(
     if cfg.batch_size > len(train_x):
         raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(train_x)} training images: "
                           "lower --batch-size or use more data")
-    train_x, train_y, val_x, val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
-    # Every rank must draw the same permutation, so the data generator is seeded
-    # from the config alone; each rank then keeps its own slice of it.
-    gen = torch.Generator().manual_seed(cfg.seed)
+    return tuple(t.to(device) for t in (train_x, train_y, val_x, val_y))
 
-    # --- model and optimiser (the seed fixes the initial weights)
-    torch.manual_seed(cfg.seed)
+
+def _model(cfg: TrialConfig, data: Dataset, device: torch.device):
     model = build_model(cfg.model, num_classes=len(data.classes), batchnorm=cfg.batchnorm,
                         activation=cfg.activation, shortcut=cfg.shortcut)
-    summary = summarize(model, tuple(data.train_x.shape[1:]), name=cfg.model)
+    summary = model_summary(model, tuple(data.train_x.shape[1:]), name=cfg.model)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(cfg, model)
-    history: list[dict] = []
-    start_epoch = 1
+    return model, summary
 
-    # --- resume: weights, optimiser, history and every RNG state of epoch k
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        history = list(resume["history"])
-        gen.set_state(resume["rng"]["data"])
-        torch.set_rng_state(resume["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in resume["rng"]:
-            torch.cuda.set_rng_state(resume["rng"]["cuda"], device)
-        start_epoch = int(resume["epoch"]) + 1
 
+def _wrap(cfg: TrialConfig, model: nn.Module, device: torch.device, world: int) -> nn.Module:
+    """The module the steps run through: DDP across ranks, compiled on CUDA if asked."""
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile and device.type == "cuda":
         net = torch.compile(net)
-    regularized = _regularized(cfg, model)
+    return net
+
+
+def _epoch0(net, split, cfg: TrialConfig, device, world: int, rank: int) -> dict:
+    """The untrained model, for the ~2.30 starting loss. Its train metrics come
+    from every k-th image (<= 10,000, all classes), not a full pass."""
+    train_x, train_y, val_x, val_y = split
+    t0 = time.perf_counter()
+    stride = -(-len(train_x) // EPOCH0_TRAIN_IMAGES)
+    train_loss, train_acc = evaluate(net, train_x[::stride], train_y[::stride], cfg, device, world, rank)
+    val_loss, val_acc = evaluate(net, val_x, val_y, cfg, device, world, rank)
+    return epoch_row(0, train_loss, train_acc, val_loss, val_acc, math.nan, time.perf_counter() - t0, math.nan, 0)
+
+
+def _train_epoch(cfg: TrialConfig, epoch: int, net, model, optimizer, split, gen, device,
+                 world: int, rank: int, show: bool) -> dict:
+    """One pass over this rank's shard, then an evaluation: the epoch's metrics row."""
+    train_x, train_y, val_x, val_y = split
     batch = max(cfg.batch_size // world, 1)
-
-    def checkpoint(epoch: int) -> Callable[[], dict]:
-        def build() -> dict:
-            rng = {"data": gen.get_state(), "torch": torch.get_rng_state()}
-            if device.type == "cuda":
-                rng["cuda"] = torch.cuda.get_rng_state(device)
-            return {"version": CHECKPOINT_VERSION, "config": cfg.to_json(), "epoch": epoch,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "history": history, "rng": rng}
-        return build
-
-    def emit(row: dict) -> None:
-        history.append(row)
-        if report is not None:
-            report(row, checkpoint(row["epoch"]))
-
-    # --- epoch 0: the untrained model, for the ~2.30 starting loss. Its train
-    # metrics come from every k-th image (<= 10,000, all classes), not a full pass.
-    if start_epoch == 1:
-        t0 = time.perf_counter()
-        stride = -(-len(train_x) // EPOCH0_TRAIN_IMAGES)
-        train_loss, train_acc = evaluate(net, train_x[::stride], train_y[::stride], cfg, device, world, rank)
-        val_loss, val_acc = evaluate(net, val_x, val_y, cfg, device, world, rank)
-        emit(_row(0, train_loss, train_acc, val_loss, val_acc, math.nan, time.perf_counter() - t0, math.nan, 0))
-
-    status = "completed"
-    epochs = range(start_epoch, cfg.epochs + 1)
-    show = progress and rank == 0
+    lr = lr_at(cfg, epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    net.train()
+    regularized = _regularized(cfg, model)
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    batches = train_batches(train_x, train_y, batch, generator=gen, augment=cfg.augment,
+                            mean=cfg.mean, std=cfg.std, shard=(rank, world))
     steps = -(-len(train_x) // (batch * world))  # batches per epoch, for the bar
-    for epoch in epochs:
-        # --- train one epoch
-        lr = lr_at(cfg, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        net.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        seen = 0
-        batches = train_batches(train_x, train_y, batch, generator=gen, augment=cfg.augment,
-                                mean=cfg.mean, std=cfg.std, shard=(rank, world))
-        for xb, yb in _progress(batches, steps, f"epoch {epoch}/{cfg.epochs}", show):
-            if device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
-                logits = net(xb)
-                loss = F.cross_entropy(logits, yb)
-            objective = loss + l1_penalty(cfg.l1, regularized) if cfg.l1 else loss
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
-            # Accumulate on the device: a .item() per step would sync a GPU every batch.
-            loss_sum += loss.detach().double() * len(yb)
-            correct += (logits.argmax(1) == yb).sum()
-            seen += len(yb)
-        train_seconds = time.perf_counter() - t0
-        totals = _all_reduce(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)]), world)
-        train_loss, train_acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
-
-        # --- evaluate, record, report (with the checkpoint of this epoch)
-        val_loss, val_acc = evaluate(net, val_x, val_y, cfg, device, world, rank)
-        row = _row(epoch, train_loss, train_acc, val_loss, val_acc, lr,
-                   time.perf_counter() - t0, totals[2].item() / max(train_seconds, 1e-9), int(totals[2].item()))
-        emit(row)
-        if show:
-            print(format_epoch(row), flush=True)
-
-        # --- a non-finite loss ends the trial as `diverged`, keeping its epochs
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            status = "diverged"
-            break
-        if cfg.fail_at_epoch == epoch and resume is None:
-            raise InjectedFault(f"fail_at_epoch={epoch}: injected fault for restart tests")
-
-    best = max(history, key=lambda r: (r["val_acc"] if math.isfinite(r["val_acc"]) else -1.0))
-    return Outcome(status=status, history=history, best_val_acc=best["val_acc"], best_epoch=best["epoch"],
-                   final_val_acc=history[-1]["val_acc"], n_params=summary.n_params, macs=summary.macs,
-                   wall_seconds=time.perf_counter() - started, weights=weight_histograms(model, cfg.hist_bins))
+    for xb, yb in _progress(batches, steps, f"epoch {epoch}/{cfg.epochs}", show):
+        if device.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with _autocast(device):
+            logits = net(xb)
+            loss = F.cross_entropy(logits, yb)
+        objective = loss + l1_penalty(cfg.l1, regularized) if cfg.l1 else loss
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        # Accumulate on the device: a .item() per step would sync a GPU every batch.
+        loss_sum += loss.detach().double() * len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+        seen += len(yb)
+    train_seconds = time.perf_counter() - t0
+    totals = _all_reduce(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)]), world)
+    train_loss, train_acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+    val_loss, val_acc = evaluate(net, val_x, val_y, cfg, device, world, rank)
+    return epoch_row(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - t0,
+                     totals[2].item() / max(train_seconds, 1e-9), int(totals[2].item()))
 
 
 def l1_penalty(l1: float, params: list[nn.Parameter]) -> torch.Tensor:
@@ -220,7 +222,7 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrialConfig,
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
 
-def weight_histograms(model: nn.Module, bins: int) -> list[dict]:
+def histogram_rows(model: nn.Module, bins: int) -> list[dict]:
     """Per-parameter histogram over a symmetric range, so L1 (many exact zeros)
     and L2 (small but non-zero) models can be compared bin by bin. A diverged
     model's NaN/inf weights are left out; a layer with none finite has no rows."""
@@ -235,15 +237,6 @@ def weight_histograms(model: nn.Module, bins: int) -> list[dict]:
         rows += [{"layer": name, "bin_left": float(lo), "bin_right": float(hi), "count": int(c)}
                  for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
     return rows
-
-
-def check_resumable(ckpt: dict, cfg: TrialConfig) -> None:
-    """Refuse a checkpoint of another model or run: its weights would load into the wrong net."""
-    saved = json.loads(ckpt["config"])
-    for name in ("model", "batchnorm", "activation", "shortcut", "seed"):
-        if saved.get(name) != getattr(cfg, name):
-            raise ConfigError(f"checkpoint was made with {name}={saved.get(name)!r}, "
-                             f"this run has {name}={getattr(cfg, name)!r}: use another --out")
 
 
 # ------------------------------------------------------------------ helpers
@@ -295,14 +288,6 @@ def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
     if world > 1:
         dist.all_reduce(t)
     return t
-
-
-def _row(epoch: int, train_loss: float, train_acc: float, val_loss: float, val_acc: float,
-         lr: float, seconds: float, ips: float, images: int) -> dict:
-    # train_images: images trained on this epoch, summed over DDP ranks (the whole split once).
-    return {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-            "val_acc": val_acc, "lr": lr, "epoch_seconds": seconds, "images_per_second": ips,
-            "train_images": images}
 
 
 def format_epoch(row: dict) -> str:

@@ -11,7 +11,8 @@ from ray.cluster_utils import Cluster
 from raylab.config import ConfigError
 from raylab.results import TRIALS, read_table
 from raylab.study import Study, grid
-from raylab.tune import SweepOptions, run_study
+from raylab.config import SweepOptions
+from raylab.sweep.driver import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +70,7 @@ def test_cluster_yaml_passes_rays_launcher_validation():
 
 def test_default_resources_per_model_and_machine():
     from raylab.config import TrialConfig
-    from raylab.tune import default_resources
+    from raylab.sweep.resources import default_resources
 
     gpu_box, cpu_box = {"CPU": 16, "GPU": 4}, {"CPU": 16}
     small, big = TrialConfig.from_dict(model="simplenn"), TrialConfig.from_dict(model="resnet20")

@@ -19,6 +19,7 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from raylab import batches as batching
 from raylab import data
 from raylab.data import DataError
 
@@ -63,7 +64,7 @@ def assert_uniform(values, k: int, n: int) -> None:
 def test_augment_offsets_uniform_zero_padding_and_flip_rate(crop_table):
     n = 9000
     x = coded_image().expand(n, 3, 32, 32).contiguous()
-    out = data.augment_batch(x, torch.Generator().manual_seed(0))
+    out = batching.augment_batch(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == torch.uint8
     got = outcomes(out, crop_table)  # every image is exactly one zero-padded crop/flip
     assert_uniform([t for t, _, _ in got], 9, n)
@@ -77,9 +78,9 @@ def test_augment_offsets_uniform_zero_padding_and_flip_rate(crop_table):
 
 def test_augment_float_same_as_uint8_and_seeded():
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
-    a = data.augment_batch(x, torch.Generator().manual_seed(3))
-    b = data.augment_batch(x.float(), torch.Generator().manual_seed(3))
-    c = data.augment_batch(x, torch.Generator().manual_seed(4))
+    a = batching.augment_batch(x, torch.Generator().manual_seed(3))
+    b = batching.augment_batch(x.float(), torch.Generator().manual_seed(3))
+    c = batching.augment_batch(x, torch.Generator().manual_seed(4))
     assert b.dtype == torch.float32 and torch.equal(a.float(), b)
     assert not torch.equal(a, c)
 
@@ -89,7 +90,7 @@ def test_augment_matches_torchvision_in_distribution(crop_table):
     tv = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()])
     img = coded_image()
     theirs = outcomes(torch.stack([tv(img) for _ in range(3000)]), crop_table)
-    ours = outcomes(data.augment_batch(img.expand(3000, 3, 32, 32), torch.Generator().manual_seed(1)), crop_table)
+    ours = outcomes(batching.augment_batch(img.expand(3000, 3, 32, 32), torch.Generator().manual_seed(1)), crop_table)
     for i, k in ((0, 9), (1, 9), (2, 2)):  # same support and near-equal frequencies, per parameter
         a, b = Counter(o[i] for o in ours), Counter(o[i] for o in theirs)
         assert sorted(a) == sorted(b) == list(range(k))
@@ -102,10 +103,10 @@ def test_normalize_matches_torchvision():
     arr = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
     expected = T.Normalize(mean, std)(T.ToTensor()(Image.fromarray(arr)))
-    ours = data.normalize(torch.from_numpy(arr).permute(2, 0, 1)[None], mean, std)
+    ours = batching.normalize(torch.from_numpy(arr).permute(2, 0, 1)[None], mean, std)
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours[0], expected, atol=1e-6, rtol=0)
-    half = data.normalize(torch.from_numpy(arr).permute(2, 0, 1)[None], mean, std, dtype=torch.bfloat16)
+    half = batching.normalize(torch.from_numpy(arr).permute(2, 0, 1)[None], mean, std, dtype=torch.bfloat16)
     assert half.dtype == torch.bfloat16
 
 
@@ -125,7 +126,7 @@ def ids_of(xb: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("augment", [False, True])
 def test_train_batches_epoch_alignment_and_determinism(augment):
     x, y = identity_data(600)
-    run = lambda seed: list(data.train_batches(x, y, 64, generator=torch.Generator().manual_seed(seed),  # noqa: E731
+    run = lambda seed: list(batching.train_batches(x, y, 64, generator=torch.Generator().manual_seed(seed),  # noqa: E731
                                                augment=augment, mean=(0, 0, 0), std=(1, 1, 1)))
     batches = run(5)
     assert [len(b[1]) for b in batches] == [64] * 9 + [24]  # last partial batch kept
@@ -145,19 +146,19 @@ def test_train_batches_shards_partition_the_epoch_and_stay_in_step():
     shards = []
     for rank in range(2):
         for _ in range(2):  # two epochs: the second permutation must agree across ranks too
-            ids = torch.cat([yb for _, yb in data.train_batches(
+            ids = torch.cat([yb for _, yb in batching.train_batches(
                 x, y, 64, generator=gens[rank], augment=True, mean=0, std=1, shard=(rank, 2))])
         shards.append(ids)
     assert len(shards[0]) == len(shards[1]) == 300
     assert sorted(torch.cat(shards).tolist()) == list(range(600))
     assert torch.equal(gens[0].get_state(), gens[1].get_state())
     with pytest.raises(DataError, match="shard"):
-        next(data.train_batches(x, y, 64, generator=gens[0], augment=False, mean=0, std=1, shard=(2, 2)))
+        next(batching.train_batches(x, y, 64, generator=gens[0], augment=False, mean=0, std=1, shard=(2, 2)))
 
 
 def test_eval_batches_in_order():
     x, y = identity_data(250)
-    batches = list(data.eval_batches(x, y, 100, mean=(0, 0, 0), std=(1, 1, 1)))
+    batches = list(batching.eval_batches(x, y, 100, mean=(0, 0, 0), std=(1, 1, 1)))
     assert [len(yb) for _, yb in batches] == [100, 100, 50]
     assert torch.equal(torch.cat([xb for xb, _ in batches]), x.float() / 255)
     assert torch.equal(torch.cat([yb for _, yb in batches]), y)
@@ -336,14 +337,14 @@ def test_cache_hit_does_not_decode_again(tmp_path):
 
 def test_concurrent_loads_decode_once(tmp_path, monkeypatch):
     write_tree(tmp_path / "tree")
-    calls, real = [], data._decode_folder
+    calls, real = [], data.decode_folder
 
     def slow_decode(path):
         calls.append(path)
         time.sleep(0.3)  # hold the lock long enough for the other thread to queue on it
         return real(path)
 
-    monkeypatch.setattr(data, "_decode_folder", slow_decode)
+    monkeypatch.setattr(data, "decode_folder", slow_decode)
     results = []
     threads = [threading.Thread(target=lambda: results.append(
         data.load_dataset(f"folder:{tmp_path / 'tree'}", tmp_path / "root"))) for _ in range(2)]
@@ -424,11 +425,11 @@ def _train_simplenn_on_synthetic():
 
     def accuracy() -> float:
         with torch.no_grad():
-            return (net(data.normalize(ds.test_x, mean, std)).argmax(1) == ds.test_y).float().mean().item()
+            return (net(batching.normalize(ds.test_x, mean, std)).argmax(1) == ds.test_y).float().mean().item()
 
     assert accuracy() < 0.25  # chance before training
     for _ in range(2):
-        for xb, yb in data.train_batches(ds.train_x, ds.train_y, 128, generator=g, augment=False, mean=mean, std=std):
+        for xb, yb in batching.train_batches(ds.train_x, ds.train_y, 128, generator=g, augment=False, mean=mean, std=std):
             opt.zero_grad()
             F.cross_entropy(net(xb), yb).backward()
             opt.step()

@@ -16,11 +16,11 @@ import pandas as pd
 import psutil
 import pytest
 
-from raylab.config import ConfigError
+from raylab.errors import LockError
 from raylab.results import METRICS, TRIALS, read_table
-from raylab.sweep_cli import load_job
+from raylab.study import load_job
 from raylab.train import train
-from raylab.tune import _lock
+from raylab.storage import lock_folder as _lock
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
@@ -140,7 +140,7 @@ def test_driver_killed_again_and_again_then_resumed(tmp_path):
             rows = wait_for_more_rows(root, since=rows_seen[-1] if rows_seen else 0, driver=driver)
             assert driver.poll() is None, "the sweep ended before it could be killed"
             if round_ == 0:  # far from the end: later drivers may be past their lock, finishing up
-                with pytest.raises(ConfigError, match=r"another raylab process \(pid \d+\) is running"):
+                with pytest.raises(LockError, match=r"another raylab process \(pid \d+\) is running"):
                     _lock(str(root))  # what `raylab run` and `resume` meet while this driver lives
             time.sleep(rng.uniform(0.0, 2.0))
         finally:
@@ -351,7 +351,8 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path):
     from ray.cluster_utils import Cluster
 
     from raylab.study import Study, grid
-    from raylab.tune import SweepOptions, run_study
+    from raylab.config import SweepOptions
+    from raylab.sweep.driver import run_study
 
     epochs = 4
     study = Study("lost", grid(lr=[0.05, 0.03, 0.02, 0.01]),

@@ -5,7 +5,7 @@ import pytest
 
 from raylab.config import ConfigError
 from raylab.study import Study, combine, grid, variant, variant_name
-from raylab.sweep_cli import load_job, select
+from raylab.study import load_job, select
 
 JOBS = sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.py"))
 

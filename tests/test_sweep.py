@@ -4,8 +4,9 @@ import pytest
 import ray
 
 from raylab.results import METRICS, TRIALS, WEIGHTS, read_table
+from raylab.config import SweepOptions
 from raylab.study import Study, grid, variant
-from raylab.tune import SweepOptions, run_study
+from raylab.sweep.driver import run_study
 
 EPOCHS = 2
 

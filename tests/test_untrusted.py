@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from raylab import archive as untrusted_reader
 from raylab import data
 from raylab.data import DataError
 
@@ -155,11 +156,11 @@ def test_member_limit_from_env(tmp_path, monkeypatch, kind):
 def test_member_count_bounded(tmp_path, monkeypatch, kind):
     tree = write_tree(tmp_path / "tree")
     archive = (zip_of if kind == "zip" else tar_of)(tree, tmp_path / f"d.{kind}", {f"x/{i}": b"" for i in range(60)})
-    monkeypatch.setattr(data, "MAX_MEMBERS", 50)
+    monkeypatch.setattr(untrusted_reader, "MAX_MEMBERS", 50)
     with pytest.raises(DataError) as e:
         load(archive, tmp_path / "root")
     assert_one_line(e, str(archive), "more than 50 members", "folder:DIR")
-    monkeypatch.setattr(data, "MAX_MEMBERS", 100)
+    monkeypatch.setattr(untrusted_reader, "MAX_MEMBERS", 100)
     assert len(load(archive, tmp_path / "root").train_y) == 4
 
 

@@ -1,12 +1,7 @@
 """How much of a machine each trial gets, and refusing what no node can run."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from raylab.config import ConfigError, TrialConfig
-
-if TYPE_CHECKING:
-    from raylab.tune import SweepOptions
+from raylab.config import ConfigError, SweepOptions, TrialConfig
 
 DDP_DRIVER_CPU = 0.001  # a DDP trial only waits on its Train workers; Ray needs some resource
 

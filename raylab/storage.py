@@ -1,0 +1,149 @@
+"""Where results live: a local path or a pyarrow filesystem URI (s3://, gs://).
+
+One helper says which (`is_uri`); files are replaced atomically (`write_bytes`);
+a study folder is locked while a driver runs it (`lock_folder`). Imports
+neither torch nor Ray.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from raylab.errors import LockError, StorageError
+
+
+def is_uri(path: str) -> bool:
+    """True for s3://, gs://, file:// ...: a pyarrow filesystem URI, not a local path."""
+    return "://" in str(path)
+
+
+def absolute(path: str) -> str:
+    """A URI as it is, a local path made absolute."""
+    return path if is_uri(path) else os.path.abspath(path)
+
+
+def resolve_fs(root: str) -> tuple[pafs.FileSystem, str]:
+    if is_uri(root):
+        return pafs.FileSystem.from_uri(root)
+    return pafs.LocalFileSystem(), os.path.abspath(root)
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def exists(path: str) -> bool:
+    fs, p = resolve_fs(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def write_bytes(data, path: str) -> None:
+    """Replace the file at `path` with `data` (bytes-like) so that readers see the old
+    file or the new one, never part of one, even if this process is killed mid-write.
+
+    Local disks: temp name, fsync, rename. Object stores (s3://, gs://) publish a
+    PUT whole, so there the write goes in place. A full or read-only disk raises
+    StorageError and leaves the previous file as it was.
+    """
+    fs, p = resolve_fs(path)
+    try:
+        fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+        if not isinstance(fs, pafs.LocalFileSystem):
+            with fs.open_output_stream(p) as fh:
+                fh.write(data)
+            return
+        _remove_stale_temps(p)
+        tmp = f"{p}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())  # the rename must not land before the bytes do
+            os.replace(tmp, p)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    except OSError as exc:
+        raise StorageError(path, exc) from None
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Temp files of writers that were killed mid-write: readers never open them, but tidy up."""
+    folder, name = os.path.split(path)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(f"{name}.tmp-"):
+            continue
+        try:
+            pid = int(entry.split("-")[1])
+            os.kill(pid, 0)  # still alive: its write is in flight
+        except ProcessLookupError:
+            try:
+                os.remove(os.path.join(folder, entry))
+            except OSError:
+                pass
+        except (ValueError, IndexError, PermissionError):
+            pass
+
+
+def check_writable(folder: str) -> None:
+    """Fail before a run starts, not hours in, when `folder` cannot take new files."""
+    if is_uri(folder):
+        return  # object stores: a failed PUT changes nothing
+    existing = os.path.abspath(folder)
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)  # probe where the folder would be made: create nothing
+    probe = os.path.join(existing, f".write-test-{os.getpid()}")
+    try:
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise StorageError(folder, exc) from None
+
+
+def read_json(path: str) -> Any:
+    fs, p = resolve_fs(path)
+    with fs.open_input_stream(p) as fh:
+        return json.loads(fh.read().decode())
+
+
+def write_json(path: str, obj: Any) -> None:
+    write_bytes(json.dumps(obj, indent=1, default=str).encode(), path)
+
+
+def lock_folder(root: str):
+    """Hold an exclusive lock on a study folder while a driver runs it; returns the open lock file.
+
+    flock dies with its process, so a SIGKILLed driver never leaves a stale lock.
+    On object stores there is nothing to lock: one driver per study there.
+    """
+    if is_uri(root):
+        return open(os.devnull)
+    import fcntl
+    check_writable(root)
+    try:
+        os.makedirs(root, exist_ok=True)
+        fh = open(os.path.join(root, ".lock"), "a+")
+    except OSError as exc:
+        raise StorageError(root, exc) from None
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise LockError(f"another raylab process (pid {holder}) is running a sweep in {root}: "
+                        f"wait for it to end, or watch it with `raylab status {root}`") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh

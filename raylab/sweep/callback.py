@@ -1,0 +1,105 @@
+"""Driver side of a sweep: reported epochs -> the three Parquet tables, kept fresh."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StudyWriter, best_and_final, epoch_record,
+                            trial_record, weight_records)
+
+
+class ParquetCallback(Callback):
+    """Driver side: reported epochs -> metrics/trials/weights.parquet, refreshed while running.
+
+    The writer is created in `setup`, which also runs after `Tuner.restore`, so
+    a resumed sweep starts from the tables already on disk and upserts into them.
+    `restarts` is counted here, where a trial starts: any start of a trial that
+    had started before (Tune's retry after a crash or a lost node, even one
+    before the first checkpoint, or `raylab resume` after a killed driver).
+    """
+
+    def __init__(self, study_dir: str, flush_seconds: float = 2.0) -> None:
+        self.study_dir = study_dir
+        self.flush_seconds = flush_seconds
+        self.writer: StudyWriter | None = None
+        self._last_flush = 0.0
+
+    def __getstate__(self) -> dict:
+        return {"study_dir": self.study_dir, "flush_seconds": self.flush_seconds}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def setup(self, **info: Any) -> None:
+        self.writer = StudyWriter(self.study_dir)
+
+    def get_state(self) -> None:
+        # Tune calls this when it writes its experiment state (which trials exist
+        # and which are done): flushing here keeps the Parquet files at least as
+        # far along as what a resume will believe.
+        self._flush(force=True)
+        return None
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        config = trial.config["spec"]["trial"]
+        for meta in _metas(trial):
+            row = self.writer.trials.get(meta["trial_id"])
+            restarts = 0 if row is None else _int(row.get("restarts")) + 1
+            self.writer.set_trial(trial_record(meta, config, status="running", restarts=restarts))
+        self._flush(force=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        config = trial.config["spec"]["trial"]
+        final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
+        for meta in _metas(trial):
+            for old in result.get("history") or []:
+                self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_COLUMNS}))
+            self.writer.add_epoch(epoch_record(meta, config, {k: result[k] for k in EPOCH_COLUMNS}))
+            if final:
+                self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
+                    "status", *SUMMARY_COLUMNS, "n_params", "macs")},
+                    epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
+                self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
+            else:
+                self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(result["epoch"]),
+                                                   wall_seconds=result.get("time_total_s")))
+        self._flush(force=final)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        error = "trial failed; see its error.txt in the tune/ folder"
+        try:
+            error = str(trial.get_pickled_error() or trial.get_error() or error)
+        except Exception:  # the error file may live on another node's disk
+            pass
+        last = error.strip().splitlines()[-1][:500] if error.strip() else error
+        for meta in _metas(trial):
+            self.writer.set_trial(trial_record(meta, trial.config["spec"]["trial"], status="failed", error=last))
+        self._flush(force=True)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        for trial in trials:  # stopped early by a scheduler (ASHA): no final report came
+            for meta in _metas(trial):
+                tid = meta["trial_id"]
+                row = self.writer.trials.get(tid)
+                if row and row.get("status") == "running" and trial.status == "TERMINATED":
+                    epochs = [r for (t, _), r in self.writer.metrics.items() if t == tid]
+                    self.writer.set_trial({"trial_id": tid, "status": "stopped", **best_and_final(epochs)})
+        self._flush(force=True)
+
+    def _flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_flush >= self.flush_seconds:
+            self.writer.flush()
+            self._last_flush = now
+
+
+def _int(value) -> int:
+    """Missing or NaN reads as 0."""
+    return int(value) if value is not None and value == value else 0
+
+
+def _metas(trial) -> list[dict]:
+    spec = trial.config["spec"]
+    return [spec["meta"], *spec.get("aliases", [])]

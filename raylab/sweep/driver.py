@@ -1,0 +1,196 @@
+"""Study -> Ray Tune sweep: the driver. One trial per variant-seed pair.
+
+    run_study(study, SweepOptions(storage="results"))   # fresh sweep
+    resume_study("results/lab2_lr_sweep")               # after a crash or a kill
+
+The data set is decoded once here and put in the object store as numpy
+arrays, so every trial on a node maps the same copy instead of decoding its
+own. The trial itself is sweep/trainable.py, its share of a machine
+sweep/resources.py, and sweep/callback.py turns what trials report into the
+three contract tables.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+
+from raylab.checkpoints import checkpoint_path
+from raylab.config import ConfigError, SweepOptions
+from raylab.errors import ClusterError, LockError
+from raylab.storage import absolute, exists, join, lock_folder, read_json, write_json
+from raylab.study import Study
+from raylab.sweep.callback import ParquetCallback
+from raylab.sweep.resources import DDP_DRIVER_CPU, check_resources, default_resources
+from raylab.sweep.shared_data import data_sources, put_shared_data
+from raylab.sweep.trainable import raylab_trial
+
+STUDY_JSON = "study.json"
+TUNE_DIR = "tune"  # Tune's own experiment folder inside the study folder
+
+
+def study_dir(storage: str, name: str) -> str:
+    return join(absolute(storage), name)
+
+
+def run_study(study: Study, opts: SweepOptions):
+    """Run every trial of `study` on Ray Tune; returns the Tune ResultGrid."""
+    trials = study.trials()
+    root = study_dir(opts.storage, study.name)
+    _refuse_existing_sweep(root)
+    _connect(opts)
+    import ray
+    from ray import tune
+
+    cluster = ray.cluster_resources()
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    check_resources([t.config for t in trials], opts, cluster, nodes)
+    specs = [_spec(t, opts, cluster, root) for t in trials]
+    lock = lock_folder(root)  # before anything is written: a second driver must not touch the folder
+    try:
+        _refuse_existing_sweep(root)  # again: a driver that started with us may have finished first
+        sources = data_sources([t.config for t in trials])
+        write_json(join(root, STUDY_JSON), {**study.describe(), "options": asdict(opts), "data_sources": sources})
+        tuner = tune.Tuner(
+            _trainable(sources),
+            param_space={"spec": tune.grid_search(specs)},
+            tune_config=_tune_config(opts, max(t.config.epochs for t in trials)),
+            run_config=_run_config(root, opts),
+        )
+        return tuner.fit()
+    finally:
+        lock.close()
+
+
+def _refuse_existing_sweep(root: str) -> None:
+    if exists(join(root, TUNE_DIR, "tuner.pkl")):
+        raise LockError(f"{root} already holds a sweep: `raylab resume {root}` continues it, "
+                          "or choose another --storage")
+
+
+def resume_study(path: str, opts: SweepOptions | None = None):
+    """Finish an interrupted sweep: unfinished and errored trials resume from checkpoints."""
+    root = absolute(path)
+    if not exists(join(root, TUNE_DIR, "tuner.pkl")) or not exists(join(root, STUDY_JSON)):
+        raise ConfigError(f"{path} holds no sweep to resume (no {TUNE_DIR}/tuner.pkl): "
+                          "give the study folder, e.g. results/lab2_lr_sweep")
+    meta = read_json(join(root, STUDY_JSON))
+    saved = SweepOptions(**{k: v for k, v in meta["options"].items() if k in SweepOptions.__dataclass_fields__})
+    if opts is not None:  # where to connect can change between runs; what to train cannot
+        saved.address, saved.num_cpus, saved.verbose = opts.address, opts.num_cpus, opts.verbose
+    lock = lock_folder(root)
+    try:
+        _connect(saved)
+        from ray import tune
+        tuner = tune.Tuner.restore(join(root, TUNE_DIR), trainable=_trainable(meta["data_sources"]),
+                                   resume_unfinished=True, resume_errored=True)
+        return tuner.fit()
+    finally:
+        lock.close()
+
+
+def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
+    """Everything a trial needs, as plain data: it is what Tune stores and restores."""
+    res = default_resources(trial.config, opts, cluster)
+    metas = trial.metas()
+    return {"meta": metas[0], "aliases": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
+            "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp"),
+            "checkpoint": checkpoint_path(root, metas[0]["trial_id"])}
+
+
+def _trainable(sources: list[dict]):
+    """run_trial with the shared data bound (put in the object store once) and per-trial resources."""
+    from ray import tune
+
+    def resources(config: dict):
+        spec = config["spec"]
+        if spec["workers"] > 1:  # the trial only drives the Train workers, which hold the resources
+            return tune.PlacementGroupFactory([{"CPU": DDP_DRIVER_CPU}])
+        return {"cpu": spec["cpu"], "gpu": spec["gpu"]}
+
+    return tune.with_resources(tune.with_parameters(raylab_trial, data_refs=put_shared_data(sources)), resources)
+
+
+def _tune_config(opts: SweepOptions, max_epochs: int):
+    from ray import tune
+    # reuse_actors: the next trial runs in the finished one's worker process, which
+    # has torch imported already (a fresh worker spends ~8 s starting up on this CPU).
+    common = dict(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=True,
+                  trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
+    if opts.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+        # Rungs by epoch, not by Tune's iteration count, which starts over when a trial
+        # restarts from its checkpoint: after epochs 2, 6, 18, ... keep the best third by
+        # val acc; max_t past the last epoch so no trial is cut for length alone.
+        asha = ASHAScheduler(time_attr="epoch", grace_period=2, reduction_factor=3, max_t=max_epochs + 1)
+        return tune.TuneConfig(metric="val_acc", mode="max", scheduler=asha, **common)
+    return tune.TuneConfig(**common)
+
+
+def _trial_name(trial) -> str:
+    return trial.config["spec"]["meta"]["trial_id"]
+
+
+def _run_config(root: str, opts: SweepOptions):
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback  # result.json per trial, for Tune's own analysis
+    # A table of variant and epoch metrics; the config of every trial is in the Parquet files.
+    reporter = tune.CLIReporter(
+        parameter_columns={"spec/meta/variant": "variant", "spec/trial/seed": "seed"},
+        metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_loss": "val loss",
+                        "val_acc": "val acc", "images_per_second": "img/s"},
+        max_report_frequency=15, sort_by_metric=False)
+    return tune.RunConfig(
+        name=TUNE_DIR, storage_path=root, verbose=opts.verbose, progress_reporter=reporter,
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        callbacks=[ParquetCallback(root), JsonLoggerCallback()],
+    )
+
+
+# ------------------------------------------------------------------ helpers
+def _connect(opts: SweepOptions) -> None:
+    import ray
+    _tune_env()
+    if ray.is_initialized():
+        return
+    if opts.address and opts.address != "auto":
+        _check_reachable(opts.address)
+    # Ray's start-up chatter would bury a one-line error; its warnings stay visible at -v.
+    ray_logger = logging.getLogger("ray")
+    level = ray_logger.level
+    ray_logger.setLevel(logging.ERROR if opts.verbose <= 1 else level)
+    try:
+        if opts.address:
+            ray.init(address=opts.address, log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
+        else:
+            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1,
+                     logging_level=ray_logger.level)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = f"a Ray cluster at --address {opts.address}" if opts.address else "a local Ray instance"
+        raise ClusterError(f"cannot start or reach {where}: {first}") from None
+    finally:
+        ray_logger.setLevel(level)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minutes of GCS retries, when nothing listens there."""
+    import socket
+    host, _, port = address.replace("ray://", "").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address} is not auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}): "
+                          "is `ray start --head` running there, and the port open?") from None
+
+
+def _tune_env() -> None:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # The classic reporter takes our column choice; the new one would print every
+    # config field of every trial. Parquet is the log: of Tune's own loggers only
+    # the JSON one stays (added in _run_config), for Tune's ExperimentAnalysis.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
