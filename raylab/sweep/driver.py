@@ -163,8 +163,10 @@ def _connect(opts: SweepOptions) -> None:
         if opts.address:
             ray.init(address=opts.address, log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
         else:
-            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1,
-                     logging_level=ray_logger.level)
+            # address="local": start our own instance, never join whichever cluster
+            # /tmp/ray/ray_current_cluster names (another user's `ray start` on this machine).
+            ray.init(address="local", num_cpus=opts.num_cpus, include_dashboard=False,
+                     log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = f"a Ray cluster at --address {opts.address}" if opts.address else "a local Ray instance"
