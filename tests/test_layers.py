@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("raylab", "analysis")
 # Alias modules: study folders written before raylab/sweep/ name these in Tune's
-# pickles. Each is one import of the sweep layer and nothing else.
+# pickles (tuner.pkl: raylab.tune._trial_name, raylab.parquet_callback.ParquetCallback,
+# raylab.trainable.raylab_trial). Each is one import of the sweep layer and nothing else.
 ALIASES = {"raylab.tune", "raylab.trainable", "raylab.parquet_callback"}
 TOP = {"raylab.cli", "raylab.__main__"}
 MAX_LINES = 350

@@ -116,7 +116,7 @@ def _tune_config(opts: SweepOptions, max_epochs: int):
     # reuse_actors: the next trial runs in the finished one's worker process, which
     # has torch imported already (a fresh worker spends ~8 s starting up on this CPU).
     common = dict(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=True,
-                  trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
+                  trial_name_creator=trial_name, trial_dirname_creator=trial_name)
     if opts.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
         # Rungs by epoch, not by Tune's iteration count, which starts over when a trial
@@ -127,7 +127,8 @@ def _tune_config(opts: SweepOptions, max_epochs: int):
     return tune.TuneConfig(**common)
 
 
-def _trial_name(trial) -> str:
+def trial_name(trial) -> str:
+    """A trial's name and folder: its trial_id (Tune pickles this function by name)."""
     return trial.config["spec"]["meta"]["trial_id"]
 
 
