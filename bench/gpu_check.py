@@ -33,7 +33,7 @@ CUDA contexts. N processes each running raylab's trial function on the same
 card are that, minus Ray's bookkeeping, which costs no GPU time. Ray's wheel
 (79 MB) is over the 64 MiB that travels per call and would need two calls of a
 15-minute device budget; the resource logic that Ray applies (1/N GPU per trial,
-refusals) stays tested on CPU with logical GPUs (tests/test_sweep.py).
+refusals) stays tested on CPU with logical GPUs (tests/test_cluster.py).
 """
 from __future__ import annotations
 
