@@ -165,8 +165,8 @@ def step_resnet20(ctx: dict, rec: Record) -> None:
     batch = 32 if ctx["smoke"] else BATCH
     if ctx["smoke"]:
         data = subset(data, 64, 32)
-    compiled, epoch_s, basis = epoch_estimate(ctx["done"].get("throughput", {}), len(data.train_x))
     left = deadline - time.monotonic()
+    compiled, epoch_s, basis = epoch_estimate(ctx["done"].get("throughput", {}), len(data.train_x), left)
     epochs = max(1, min(FULL_EPOCHS, int(0.9 * left / epoch_s))) if epoch_s else 10
     if ctx["smoke"]:
         epochs = min(epochs, 2)
@@ -196,7 +196,7 @@ def step_resnet20(ctx: dict, rec: Record) -> None:
         rec["stopped_early"] = True  # the next epoch would not have fitted the cap
 
 
-def epoch_estimate(throughput: dict, n_train: int) -> tuple[bool, float | None, str]:
+def epoch_estimate(throughput: dict, n_train: int, left: float) -> tuple[bool, float | None, str]:
     """(compile?, seconds per epoch of n_train augmented images, where that came from) from the throughput step."""
     cases, n = throughput.get("cases", {}), throughput.get("train_images")
     options = {}
@@ -207,8 +207,8 @@ def epoch_estimate(throughput: dict, n_train: int) -> tuple[bool, float | None, 
             options[compiled] = (steady, case["first_epoch_seconds"] - case["steady_epoch_seconds"])
     if not options:
         return False, None, "no throughput figure for ResNet-20: 10 epochs planned, stopped when time runs out"
-    # compile pays its start-up again here; take it when it leaves more epochs in 200 s
-    compiled = max(options, key=lambda c: (200 - options[c][1]) / options[c][0])
+    # compile pays its start-up again in this process: take it only when more epochs fit the time left
+    compiled = max(options, key=lambda c: (left - options[c][1]) / options[c][0])
     return compiled, round(options[compiled][0], 2), f"throughput step, trainer {'compiled' if compiled else 'eager'}"
 
 
