@@ -14,7 +14,8 @@ workers, as a Tune trial does every epoch) raylab.checkpoints.save_checkpoint.
 
 Steps, each in its own process under its own time cap (a step that fails or
 runs out of time records its error and what it had measured; the rest go on).
-The JSON file is rewritten after every step and at every progress point:
+The JSON file is rewritten after every step (each step saves its own partial
+record at every progress point, which is what a step killed at its cap leaves):
     env         card, driver, torch / CUDA / cuDNN versions, CPU count
     data        decode the CIFAR copy once into the cache the others read
     gpu_tests   pytest -m gpu tests/test_gpu.py (run directly where pytest is absent)
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,7 +59,8 @@ BUDGET_S = 450      # the whole run: under 8 minutes on the card, leaving a reru
 RESERVE_S = 10      # kept back for the final write
 # Each step's cap in seconds (resnet20 takes whatever is left). Guesses for an H100,
 # to be corrected from the first run: decode 60k JPEGs on 16 cores ~5 s; seven
-# small tests with one SimpleNN compile ~60 s; six ResNet-20 compiles ~30 s each.
+# small tests with one SimpleNN compile ~60 s; two compiles per model in throughput,
+# ~30-60 s each for ResNet-20.
 CAPS = {"env": 30, "data": 60, "gpu_tests": 120, "throughput": 150, "sharing": 100, "resnet20": None}
 # --smoke: ~60 s of CPU time in all; the caps only stop a hang, so a 2-core machine
 # shared 20 ways (seen here: gpu_tests took 50 s of CPU in 300 s) still finishes.
@@ -143,7 +146,7 @@ def run_child(name: str, context: dict, cap: float, scratch: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--step", name,
            "--context", str(ctx_file), "--step-out", str(step_out)]
     print(f"gpu_check: step {name} (cap {cap:.0f} s)", file=sys.stderr, flush=True)
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), _children_cpu()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # its own group: a timeout ends its workers too
     try:
@@ -159,10 +162,16 @@ def run_child(name: str, context: dict, cap: float, scratch: Path) -> dict:
         record["error"] = f"killed at its cap of {cap:.0f} s; fields above are what it had measured"
     elif status == "error" and not record["error"]:
         record["error"] = f"exit status {proc.returncode}: {log.strip().splitlines()[-1] if log.strip() else ''}"
-    record.update(status=status, seconds=round(time.monotonic() - t0, 1))
+    record.update(status=status, seconds=round(time.monotonic() - t0, 1), cpu_seconds=round(_children_cpu() - cpu0, 1))
     if status != "ok":
         record["log_tail"] = log[-3000:]
     return record
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of finished child processes (a step and the workers it waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _read(path: Path) -> dict:
