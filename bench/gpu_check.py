@@ -62,8 +62,9 @@ RESERVE_S = 10      # kept back for the final write
 # small tests with one SimpleNN compile ~60 s; two compiles per model in throughput,
 # ~30-60 s each for ResNet-20.
 CAPS = {"env": 30, "data": 60, "gpu_tests": 120, "throughput": 150, "sharing": 100, "resnet20": None}
-# --smoke: ~60 s of CPU time in all; the caps only stop a hang, so a 2-core machine
-# shared 20 ways (seen here: gpu_tests took 50 s of CPU in 300 s) still finishes.
+# --smoke: ~85 CPU-seconds in all (measured 2026-11-28 on the 2-core dev VM; each
+# step's cpu_seconds is in the JSON). The caps only stop a hang, so the same VM
+# shared 20-30 ways (seen: 750 s wall for those 85 CPU-seconds) still finishes.
 SMOKE_CAPS = {"env": 120, "data": 120, "gpu_tests": 600, "throughput": 300, "sharing": 300, "resnet20": 200}
 
 
