@@ -1,6 +1,8 @@
 # make run   : create .venv, install, run the quickstart study on local Ray
 # make test  : create .venv, install, run the test suite
 # make bench : create .venv, install, run the benchmarks (JSON on stdout)
+# make gpu-data  : copy the shared CIFAR-10 copy into .gpu-data/ (ignored), so it travels to a GPU machine
+# make gpu-check : the GPU acceptance script, with the python already there (no venv: that machine has no pip)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +12,11 @@ SHARED_CIFAR := ../shared/data/cifar10-jpg.tar.gz
 DATA ?= $(if $(wildcard $(SHARED_CIFAR)),folder:$(SHARED_CIFAR),cifar10)
 RUN_ARGS ?=
 
-.PHONY: run test bench clean venv
+GPU_DATA := .gpu-data/cifar10-jpg.tar.gz
+CIFAR_COPY ?= $(SHARED_CIFAR)
+GPU_CHECK_ARGS ?=
+
+.PHONY: run test bench clean venv gpu-data gpu-check
 venv: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml
@@ -28,6 +34,16 @@ test: venv
 bench: venv
 	$(BIN)/python bench/trainer.py
 	$(BIN)/python bench/sweep.py
+
+gpu-data: $(GPU_DATA)
+
+$(GPU_DATA):
+	@test -f $(CIFAR_COPY) || { echo "make gpu-data: no CIFAR-10 copy at $(CIFAR_COPY): pass CIFAR_COPY=PATH/cifar10-jpg.tar.gz" >&2; exit 2; }
+	mkdir -p $(dir $@)
+	cp $(CIFAR_COPY) $@
+
+gpu-check:
+	$(PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf results/quickstart .pytest_cache
