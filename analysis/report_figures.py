@@ -83,5 +83,5 @@ def _epoch0_note(metrics) -> str:
     if not off:
         return ""
     return (f" The loss axes start at epoch 1: at epoch 0, before any training, the network "
-            f"evaluates with BatchNorm's initial running statistics and its loss is {max(off):.3g} "
+            f"evaluates with BatchNorm's initial running statistics and its loss is {max(off):.1f} "
             f"nats, which would flatten every trained epoch; the panel titles give that value.")

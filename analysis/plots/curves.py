@@ -79,7 +79,8 @@ def draw_curves(ax: Axes, metrics: pd.DataFrame, metric: str, colors: Mapping[st
     if off is not None:
         later = df.loc[df["epoch"] >= 1, "_v"]
         later = later[np.isfinite(later)]
-        ax.set_ylim(min(ax.get_ylim()[0], later.min()), later.max() * 1.15)
+        pad = 0.08 * (later.max() - later.min()) or 0.1
+        ax.set_ylim(later.min() - pad, later.max() + pad)
     elif metric.endswith("loss") and len(stats):
         lo, hi = stats["min"].min(), stats["max"].max()
         if lo > 0 and hi / lo > 30:  # a diverging run would squash the others on a linear axis
@@ -99,7 +100,7 @@ def _mark(ax: Axes, df: pd.DataFrame, trial_ids: set[str], what: str, style: dic
 def _title(metric: str, metrics: pd.DataFrame) -> str:
     off = epoch0_off_scale(metrics, metric)
     name = METRIC_NAMES.get(metric, metric)
-    return name if off is None else f"{name}\n(epoch 0, untrained: {off:.3g}, off scale)"
+    return name if off is None else f"{name}\n(epoch 0, untrained: {off:.1f}, off scale)"
 
 
 def _what(variant: str | Sequence[str] | None) -> str:
