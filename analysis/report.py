@@ -138,6 +138,9 @@ def _headline(study: Study, table, reported: Mapping[str, float]) -> str:
         return f"{link}: no trial has a finite result yet."
     best = fmt_pm(top["best_val_acc_mean"], top["best_val_acc_std"], top["n_seeds"])
     course = f" (course report: {reported[r.order[0]]:.4f})" if r.order[0] in reported else ""
+    epochs, course_epochs = int(top["epochs_run_max"]), REPORTED_EPOCHS.get(_norm_study(study.name))
+    if course and course_epochs and epochs < course_epochs:
+        course = f" after {epochs} epochs (course report: {reported[r.order[0]]:.4f} after {course_epochs})"
     if len(r.order) == 1:
         line = f"{link}: `{r.order[0]}` reaches best val acc {best}{course}."
     else:
