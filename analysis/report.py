@@ -43,6 +43,7 @@ from raylab.results import ResultsError
 
 from . import plots
 from .load import Study, StudyError, load_study, shared_variants
+from .order import variant_order
 from .report_figures import study_figures
 from .report_html import heading_id, markdown_to_html
 from .summary import difference, fmt_pm, rank, summarize, to_markdown
@@ -183,7 +184,10 @@ def _study_section(study: Study, out: Path, colors: Mapping[str, str],
                   "report's best val acc. " + " ".join(shared_notes), ""]
         lines += _short_run_note(study.name, int(table["epochs_run_max"].max()))
     lines += [rank(table).note, ""]
-    diffs = [_difference_text(t, a, b) for a, b in PAIRS if a in study.variants and b in study.variants]
+    pairs = [(a, b) for a, b in PAIRS if a in study.variants and b in study.variants]
+    if not pairs and len(study.variants) == 2:  # two named variants: their difference is the point
+        pairs = [tuple(variant_order(t, study.swept))]
+    diffs = [_difference_text(t, a, b) for a, b in pairs]
     if diffs:
         lines += ["Differences in best val acc (mean difference ± √(sa²+sb²) over seeds): "
                   + "; ".join(diffs) + ".", ""]
