@@ -102,10 +102,12 @@ def _many(tmp_path, n: int = 25):
                                          "best": [0.5 + k / 100, 0.51 + k / 100], "wscale": 0.05 + k / 200}
             for k in range(n)}
     spec["lr=0.001"]["diverge"] = True
+    spec["a variant name far longer than any legend column could hold, " * 3] = {
+        "config": {"lr": 0.5}, "best": [0.4, 0.41]}
     return load_study(write_study(tmp_path, "crowded_sweep_with_a_long_study_name", spec))
 
 
-def test_every_figure_fits_at_25_variants(tmp_path):
+def test_every_figure_fits_at_26_variants_one_with_a_very_long_name(tmp_path):
     s = _many(tmp_path)
     names = variant_order(s.trials)
     figs = [plots.learning_curves(s.metrics, trials=s.trials),
@@ -116,7 +118,7 @@ def test_every_figure_fits_at_25_variants(tmp_path):
     for fig in figs:
         plots.check_fits(fig)  # raises FigureError when a title or legend is cut or covers data
         assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
-    assert len(figs[0].legends[0].get_texts()) == 26  # 25 variants + the diverged mark
+    assert len(figs[0].legends[0].get_texts()) == 27  # 26 variants + the diverged mark
 
 
 def test_check_fits_catches_a_cut_title_and_a_legend_over_data():
@@ -134,6 +136,11 @@ def test_check_fits_catches_a_cut_title_and_a_legend_over_data():
         plots.check_fits(fig)
     with pytest.raises(plots.FigureError):
         plots.save(fig, "/nonexistent/never-written")  # checked before anything is written
+    fig = Figure(figsize=(4, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_xticks([1.0, 1.01, 1.02], ["0.001", "0.002", "0.003"])
+    with pytest.raises(plots.FigureError, match="tick labels overlap"):
+        plots.check_fits(fig)
 
 
 # ------------------------------------------------------------------ the page in a browser

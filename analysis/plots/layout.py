@@ -5,7 +5,8 @@ this module created (a shared panel for all its axes, as many columns as fit
 the width, the figure grown by the rows it needs), or right of an axes a
 caller passed in. Titles are wrapped to the figure's width. `check_fits`
 proves it on the drawn figure: the tight bounding box (every title, label,
-tick label and legend) lies inside the figure, and no legend overlaps an axes;
+tick label and legend) lies inside the figure, x tick labels do not overlap,
+and no legend overlaps an axes;
 `save` runs it before writing, so a report never ships a cut title or a
 legend over the data.
 """
@@ -64,13 +65,22 @@ def legend(fig: Figure, ax: Axes, owned: bool, handles: list, labels: list[str],
         return None
     kw = dict(fontsize=LEGEND_PT, title=title, title_fontsize=LEGEND_PT, alignment="left",
               frameon=False)
-    longest = max(len(label) for label in labels)
     if not owned:
         return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                          borderaxespad=0.0, **kw)
+    # Labels that fit two to a row stay whole. Otherwise columns are as wide as 90% of the
+    # labels need (at least a third of the figure) and a longer label (a very long variant
+    # name) is wrapped to that width: not cut, and not forcing one column for all.
+    fit = int((fig.get_figwidth() * 72 * 0.9 - HANDLE_PT) / (CHAR_EM * LEGEND_PT))
+    lengths = sorted(len(label) for label in labels)
+    p90 = lengths[int(0.9 * (len(lengths) - 1))]
+    width = lengths[-1] if lengths[-1] <= fit // 2 else min(fit, max(p90, fit // 3))
+    labels = [textwrap.fill(label, width) if len(label) > width else label for label in labels]
+    longest = max(len(line) for label in labels for line in label.splitlines())
     col_pt = longest * CHAR_EM * LEGEND_PT + HANDLE_PT
     ncols = max(1, min(len(labels), int(fig.get_figwidth() * 72 * 0.95 // col_pt)))
-    rows = math.ceil(len(labels) / ncols) + (title.count("\n") + 1 if title else 0)
+    per_col = [sum(label.count("\n") + 1 for label in labels[k::ncols]) for k in range(ncols)]
+    rows = max(per_col) + (title.count("\n") + 1 if title else 0)
     fig.set_figheight(fig.get_figheight() + rows * ROW_IN + 0.15)
     return fig.legend(handles, labels, loc="outside lower center", ncols=ncols, **kw)
 
@@ -100,6 +110,13 @@ def check_fits(fig: Figure, tolerance_px: float = 1.0) -> None:
         raise FigureError(f"figure {name!r}: content spans x {box.x0:.2f}..{box.x1:.2f}, "
                           f"y {box.y0:.2f}..{box.y1:.2f} in but the figure is {w:.2f} x {h:.2f} in: "
                           "a title, label or legend is cut off")
+    for ax in fig.axes:  # x tick labels drawn over each other are as unreadable as cut ones
+        boxes = sorted((t.get_window_extent() for t in ax.get_xticklabels()
+                        if t.get_visible() and t.get_text()), key=lambda b: b.x0)
+        for left, right in zip(boxes, boxes[1:]):
+            if right.x0 < left.x1 - tolerance_px:
+                raise FigureError(f"figure {name!r}: x tick labels overlap on the axes "
+                                  f"{ax.get_title() or ax.get_ylabel()!r}")
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
     for lg in legends:
         extent = lg.get_window_extent()

@@ -112,8 +112,8 @@ def sweep_scatter(trials: pd.DataFrame, field: str | None = None, *, study: str 
         handles.append(Line2D([], [], color="0.5", ls=":", lw=1, label=f"chance ({CHANCE_ACC:g})"))
     _limits(ax, df)
     ax.set_xticks(ticks)
-    if labels is not None:
-        ax.set_xticklabels(labels)
+    ax.set_xticklabels(_thin(ticks, labels or [f"{t:g}" for t in ticks], ax.get_xscale() == "log",
+                             fig.get_figwidth() * 72 * 0.8))
     ax.xaxis.set_minor_locator(NullLocator())
     if brk is not None:  # "//" on the x axis between the 0 and the positive values
         for dx in (0.93, 1.0):
@@ -128,6 +128,33 @@ def sweep_scatter(trials: pd.DataFrame, field: str | None = None, *, study: str 
     title = f"{study_name(trials, given=study)}: val acc vs {field} (points: seeds, lines: mean){extra}"
     ax.set_title(layout.wrap(title, fig.get_figwidth(), 11), fontsize=11)
     return fig
+
+
+def _thin(ticks: list, labels: list[str], log: bool, width_pt: float) -> list[str]:
+    """Tick labels with those that would overlap their left neighbour blanked (the last one kept).
+
+    A 25-value sweep puts ticks closer than their labels are wide; every
+    value keeps its tick, only the labels are thinned. 10 pt labels: ~5.6 pt a character.
+    """
+    if len(ticks) < 2:
+        return list(labels)
+    xs = [math.log10(t) if log else float(t) for t in ticks]
+    lo, hi = min(xs), max(xs)
+    pos = [(x - lo) / ((hi - lo) or 1.0) * width_pt for x in xs]
+    order = sorted(range(len(xs)), key=lambda k: pos[k])
+
+    def clash(a: int, b: int) -> bool:
+        return abs(pos[a] - pos[b]) < (len(labels[a]) + len(labels[b])) / 2 * 5.6 + 6
+    kept = [order[0]]
+    for k in order[1:]:
+        if not clash(kept[-1], k):
+            kept.append(k)
+    last = order[-1]
+    if kept[-1] != last:
+        while kept and clash(kept[-1], last):
+            kept.pop()
+        kept.append(last)
+    return [label if k in kept else "" for k, label in enumerate(labels)]
 
 
 def _marks(ax: Axes, d: pd.DataFrame, shift: dict, style: dict, what: str,
