@@ -68,18 +68,22 @@ def legend(fig: Figure, ax: Axes, owned: bool, handles: list, labels: list[str],
     if not owned:
         return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                          borderaxespad=0.0, **kw)
-    # Labels that fit two to a row stay whole. Otherwise columns are as wide as 90% of the
-    # labels need (at least a third of the figure) and a longer label (a very long variant
-    # name) is wrapped to that width: not cut, and not forcing one column for all.
+    # Up to 8 labels, or labels that fit two to a row, stay whole (wrapped only past the
+    # figure's width). Otherwise columns are as wide as 90% of the labels need (at least a
+    # third of the figure) and a longer label (a very long variant name) is wrapped to that
+    # width: not cut, and not forcing one column for all.
     fit = int((fig.get_figwidth() * 72 * 0.9 - HANDLE_PT) / (CHAR_EM * LEGEND_PT))
     lengths = sorted(len(label) for label in labels)
     p90 = lengths[int(0.9 * (len(lengths) - 1))]
-    width = lengths[-1] if lengths[-1] <= fit // 2 else min(fit, max(p90, fit // 3))
+    width = fit if lengths[-1] <= fit // 2 or len(labels) <= 8 else min(fit, max(p90, fit // 3))
     labels = [textwrap.fill(label, width) if len(label) > width else label for label in labels]
     longest = max(len(line) for label in labels for line in label.splitlines())
     col_pt = longest * CHAR_EM * LEGEND_PT + HANDLE_PT
     ncols = max(1, min(len(labels), int(fig.get_figwidth() * 72 * 0.95 // col_pt)))
-    per_col = [sum(label.count("\n") + 1 for label in labels[k::ncols]) for k in range(ncols)]
+    # matplotlib fills a legend column by column, the first columns one entry longer
+    size, extra = divmod(len(labels), ncols)
+    starts = [k * size + min(k, extra) for k in range(ncols + 1)]
+    per_col = [sum(label.count("\n") + 1 for label in labels[a:b]) for a, b in zip(starts, starts[1:])]
     rows = max(per_col) + (title.count("\n") + 1 if title else 0)
     fig.set_figheight(fig.get_figheight() + rows * ROW_IN + 0.15)
     return fig.legend(handles, labels, loc="outside lower center", ncols=ncols, **kw)
