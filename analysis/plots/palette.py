@@ -4,7 +4,7 @@ One config keeps one colour through a whole report: `config_colors(studies)`
 gives each distinct config (all config fields but the seed and where it ran)
 one palette colour, so the Lab 1 baseline is the same blue in lab1, as
 lab2_augment's baseline and as lr=0.01 of the lr sweep. Within one study no
-two configs share a colour up to 16 configs (the palette's size; a combined
+two configs share a colour up to 20 configs (the palette's size; a combined
 folder drawn whole holds ~25, and then colours repeat).
 Red with an "x" marker is kept for diverged trials and never used for a variant.
 """
@@ -19,11 +19,12 @@ import pandas as pd
 from ..load import RUN_FIELDS, Study, config_fields
 from ..order import natural_key, sort_labels, variant_order
 
-# tab10, then the light tab20 shades, without red (divergence) and the greys (mean lines,
-# chance level and the "did not learn" ring are grey): 16 colours.
+# tab10, the light tab20 shades, then four dark tab20b shades, without red (divergence) and
+# the greys (mean lines, chance level and the "did not learn" ring are grey): 20 colours, so
+# the 18 distinct configs of docs/results (assignment + ResNet-20) each get their own.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
            "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5", "#c49c94",
-           "#f7b6d2", "#dbdb8d", "#9edae5")
+           "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79", "#637939", "#8c6d31", "#7b4173")
 DIVERGED_COLOR, DIVERGED_MARKER = "#d62728", "x"
 DID_NOT_LEARN_COLOR, DID_NOT_LEARN_MARKER = "0.25", "o"   # a dark ring around the point
 
@@ -48,7 +49,7 @@ LOG_FIELDS = frozenset({"lr", "base_lr", "weight_decay", "l1"})
 
 # ------------------------------------------------------------------ colours
 def variant_colors(variants: Iterable[str]) -> dict[str, str]:
-    """A colour per variant name, in natural order ("lr=0.001" < "lr=0.1") -> PALETTE, cycled past 16."""
+    """A colour per variant name, in natural order ("lr=0.001" < "lr=0.1") -> PALETTE, cycled past 20."""
     names = sorted({str(v) for v in variants}, key=natural_key)
     return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(names)}
 
