@@ -2,7 +2,8 @@
 
     variant_order(study.trials)        # ["wd=0", "wd=1e-05", ..., "wd=0.01"]
 
-Variants sort by the values of their swept fields, as numbers where they are
+Variants sort by the values of their swept fields (fields taken in name
+order, whoever lists them), as numbers where they are
 numbers (so 1e-05 < 0.0001 < 0.01, and False < True), then by name; names and
 text values compare "naturally" (digits as numbers: "lr=0.001" < "lr=0.1" < "lr=1").
 Sorting the same trials always gives the same order, whoever asks.
@@ -57,7 +58,8 @@ def variant_order(trials: pd.DataFrame, swept: Sequence[str] | None = None) -> l
     """
     if trials.empty:
         return []
-    fields = list(swept_fields(trials) if swept is None else swept)
+    # fields by name, so the order does not depend on who lists them (study.json or inference)
+    fields = sorted(set(swept_fields(trials) if swept is None else swept))
     cols = [config_column(f) for f in fields if config_column(f) in trials.columns]
     first = trials.drop_duplicates("variant")
     keys = {row["variant"]: (tuple(value_key(row[c]) for c in cols), natural_key(row["variant"]))

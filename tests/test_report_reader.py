@@ -54,6 +54,16 @@ def test_swept_values_sort_as_numbers_in_table_legend_and_axis(tmp_path):
     assert rows == expected
 
 
+def test_two_swept_fields_order_the_same_in_table_and_legend(tmp_path):
+    s = load_study(write_study(tmp_path, "l1_vs_l2", {
+        "l2": {"best": [0.66, 0.67]}, "l1": {"config": {"l1": 1e-5, "weight_decay": 0.0}, "best": [0.6, 0.61]},
+        "none": {"config": {"weight_decay": 0.0}, "best": [0.62, 0.63]}},
+        meta={"name": "l1_vs_l2", "swept": ["l1", "weight_decay"], "variants": ["l2", "l1", "none"]}))
+    table = list(summarize(s)["variant"])
+    legend = [t.get_text() for t in plots.learning_curves(s.metrics, trials=s.trials).legends[0].get_texts()]
+    assert table == legend == variant_order(s.trials) == ["none", "l2", "l1"]  # by (l1, weight_decay)
+
+
 def test_one_config_keeps_one_colour_across_studies(tmp_path):
     base = {"best": [0.66, 0.67]}  # lr 0.01, wd 1e-4: the Lab 1 baseline
     lab1 = load_study(write_study(tmp_path, "lab1", {
