@@ -1,9 +1,13 @@
 """`raylab report STUDY_DIR... [--out DIR] [--format md|html]`: a report a person can hand in.
 
-Per study: the summary table (mean ± std over seeds, with the course report's
-value next to it where there is one), the ranking and whether it is safe to
-call, and the figures of `analysis.plots` as PNG files next to report.md,
-linked relatively. No timestamps: the same results give the same report.
+First a summary (one line per study: its headline result, linked to its
+section), then per study: the summary table (mean ± std over seeds, with the
+course report's value next to it where there is one), the ranking and whether
+it is safe to call, and the figures of `analysis.report_figures` as PNG files
+next to report.md, linked relatively. One config keeps one colour in every
+figure (`plots.config_colors`). `--format html` adds report.html
+(`analysis.report_html`: contents, heading anchors, readable on a phone).
+No timestamps: the same results give the same report.
 
 A combined folder (`raylab.study.combine`, e.g. results/assignment: several
 values in the `study` column) is split with `Study.split()`: one section per
@@ -30,18 +34,20 @@ variant written "lab2_swish/swish") the variant alone picks the entry.
 from __future__ import annotations
 
 import argparse
-import html
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from raylab.results import ResultsError, config_column
+from raylab.results import ResultsError
 from raylab.storage import is_uri
 
 from . import plots
 from .load import Study, StudyError, load_study, shared_variants
-from .summary import rank, summarize, to_markdown
+from .order import variant_order
+from .report_figures import study_figures
+from .report_html import heading_id, markdown_to_html
+from .summary import difference, fmt_pm, rank, summarize, to_markdown
 
 REPORTED: dict[tuple[str, str], float] = {
     ("lab1_simplenn", "baseline"): 0.6606,
@@ -99,47 +105,64 @@ def reported_value(study: str, variant: str) -> float | None:
 
 
 # ------------------------------------------------------------------ report
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "study"
+def _reported(study: Study, variants: Sequence[str],
+              same_runs: Mapping[tuple[str, str], list[tuple[str, str]]]) -> tuple[dict, list[str]]:
+    """variant -> course-report value, own or via a variant that is the same runs; and notes saying so.
+
+    A combined sweep trains a shared baseline once (e.g. `lab2_augment/baseline`
+    is `lab1_simplenn/baseline`), so the course report's value for those runs
+    belongs in every section that shows them.
+    """
+    values, notes = {}, []
+    for v in variants:
+        own = reported_value(study.name, v)
+        if own is not None:
+            values[v] = own
+            continue
+        for s, other in same_runs.get((study.name, v), []):
+            hit = reported_value(s, other)
+            if hit is not None:
+                values[v] = hit
+                notes.append(f"`{v}` is the same runs as `{s}/{other}`: its `report` value is that one's.")
+                break
+    return values, notes
 
 
-def _figures(study: Study, out: Path) -> list[tuple[str, str]]:
-    """Draw and save the study's figures; returns (file name, caption) pairs."""
-    slug, colors, made = _slug(study.name), plots.variant_colors(study.variants), []
-    variants, m, t, w = study.variants, study.metrics, study.trials, study.weights
-
-    def keep(fig, stem: str, caption: str) -> None:
-        plots.save(fig, out / f"{slug}_{stem}", formats=("png",))
-        made.append((f"{slug}_{stem}.png", caption))
-
-    if m.empty:
-        return made
-    keep(plots.learning_curves(m, trials=t, study=study.name, colors=colors),
-         "learning_curves", "Learning curves of every variant (line: mean over seeds; band: min-max).")
-    if len(variants) > 1:
-        keep(plots.sweep_curves(m, "val_acc", trials=t, study=study.name, colors=colors),
-             "sweep_val_acc", "Validation accuracy of all variants on one axes.")
-        swept = [f for f in study.swept if config_column(f) in t.columns]
-        # One swept field: a sweep. Several (e.g. "bn+lr=0.1" vs "lr=0.01") would put
-        # different variants at one x, so named-variant studies get the curves only.
-        if len(swept) == 1:
-            keep(plots.sweep_scatter(t, swept[0], study=study.name, colors=colors),
-                 f"sweep_{swept[0]}", f"Best and final validation accuracy against {swept[0]}.")
-        pairs = [(a, b) for a, b in PAIRS if a in variants and b in variants]
-        if not pairs and len(variants) == 2:
-            pairs = [(variants[0], variants[1])]
-        for a, b in pairs:
-            keep(plots.pairwise(t, m, a, b, study=study.name, colors=colors),
-                 f"pair_{_slug(a)}_vs_{_slug(b)}", f"{a} against {b}, with the difference in "
-                 f"best validation accuracy.")
-    with_weights = sorted(set(w["variant"])) if len(w) else []
-    if len(with_weights) >= 2:
-        keep(plots.weight_histograms(w, study=study.name, colors=colors),
-             "weights", "Final weight histograms overlaid; legend: fraction of weights near zero.")
-    return made
+def _headline(study: Study, table, reported: Mapping[str, float]) -> str:
+    """One line for the summary: the best variant, whether the lead is safe, what did not learn."""
+    link = f"[{study.name}](#{heading_id(study.name, {})})"
+    if table.empty:
+        return f"{link}: no results yet."
+    r = rank(table)
+    rows = table.set_index("variant")
+    top = rows.loc[r.order[0]] if r.order else None
+    if top is None:
+        return f"{link}: no trial has a finite result yet."
+    best = fmt_pm(top["best_val_acc_mean"], top["best_val_acc_std"], top["n_seeds"])
+    course = f" (course report: {reported[r.order[0]]:.4f})" if r.order[0] in reported else ""
+    epochs, course_epochs = int(top["epochs_run_max"]), REPORTED_EPOCHS.get(_norm_study(study.name))
+    if course and course_epochs and epochs < course_epochs:
+        course = f" after {epochs} epochs (course report: {reported[r.order[0]]:.4f} after {course_epochs})"
+    if len(r.order) == 1:
+        line = f"{link}: `{r.order[0]}` reaches best val acc {best}{course}."
+    else:
+        second = rows.loc[r.order[1]]
+        other = fmt_pm(second["best_val_acc_mean"], second["best_val_acc_std"], second["n_seeds"])
+        verdict = (f"leads `{r.order[1]}` ({other}) by more than one std" if r.safe else
+                   f"not separable from `{r.order[1]}` ({other}): within one std or too few seeds")
+        line = f"{link}: best `{r.order[0]}`, {best}{course}; {verdict}."
+    flat = [v for v, n in zip(table["variant"], table["did_not_learn"]) if n > 0]
+    div = [v for v, n in zip(table["variant"], table["diverged"]) if n > 0]
+    for names, what in ((flat, "did not learn (ended at chance)"), (div, "diverged")):
+        if names:
+            line += " " + ", ".join(f"`{v}`" for v in names) + f" {what}."
+    return line
 
 
-def _study_section(study: Study, out: Path, level: int = 2) -> list[str]:
+def _study_section(study: Study, out: Path, colors: Mapping[str, str],
+                   same_runs: Mapping[tuple[str, str], list[tuple[str, str]]],
+                   level: int = 2) -> tuple[list[str], str]:
+    """The section's Markdown lines and its one-line headline for the summary."""
     t = study.trials
     counts = t["status"].value_counts()
     status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trials yet"
@@ -153,18 +176,31 @@ def _study_section(study: Study, out: Path, level: int = 2) -> list[str]:
         lines += ["**Partial results**: some trials are still running; numbers will change.", ""]
     table = summarize(study)
     if table.empty:
-        return lines + ["No results yet.", ""]
-    reported = {v: reported_value(study.name, v) for v in table["variant"]}
-    reported = {v: x for v, x in reported.items() if x is not None}
+        return lines + ["No results yet.", ""], _headline(study, table, {})
+    reported, shared_notes = _reported(study, list(table["variant"]), same_runs)
     lines += [to_markdown(table, reported or None)]
     if reported:
-        lines += ["`report`: the single-run value the course report gave for this variant; "
-                  "`best − report`: the reproduced best val acc (mean over seeds) minus the report's best val acc.", ""]
+        lines += ["`report`: the single-run value the course report gave for this variant (– where it "
+                  "gave none); `best − report`: the reproduced best val acc (mean over seeds) minus the "
+                  "report's best val acc. " + " ".join(shared_notes), ""]
         lines += _short_run_note(study.name, int(table["epochs_run_max"].max()))
     lines += [rank(table).note, ""]
-    for name, caption in _figures(study, out):
+    pairs = [(a, b) for a, b in PAIRS if a in study.variants and b in study.variants]
+    if not pairs and len(study.variants) == 2:  # two named variants: their difference is the point
+        pairs = [tuple(variant_order(t, study.swept))]
+    diffs = [_difference_text(t, a, b) for a, b in pairs]
+    if diffs:
+        lines += ["Differences in best val acc (mean difference ± √(sa²+sb²) over seeds): "
+                  + "; ".join(diffs) + ".", ""]
+    for name, caption in study_figures(study, out, colors, PAIRS):
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
-    return lines
+    return lines, _headline(study, table, reported)
+
+
+def _difference_text(trials, a: str, b: str) -> str:
+    d = difference(trials, a, b)
+    spread = f" ± {d['std']:.3f}" if d["std"] == d["std"] else " (one seed: no spread)"
+    return f"`{b}` − `{a}` = {d['mean']:+.3f}{spread}"
 
 
 def _short_run_note(study: str, epochs: int) -> list[str]:
@@ -178,12 +214,12 @@ def _short_run_note(study: str, epochs: int) -> list[str]:
 def _combined_intro(study: Study, parts: list[Study]) -> list[str]:
     lines = [f"## {study.name}", "",
              f"Folder `{study.path}` holds a combined sweep of {len(parts)} studies: "
-             + ", ".join(f"`{p.name}`" for p in parts)
+             + ", ".join(f"[{p.name}](#{heading_id(p.name, {})})" for p in parts)
              + ". Each has its own section below, as its own folder would render.", ""]
     shared = shared_variants(study)
     if shared:
         lines += ["Identical configs were trained once; their results appear under every study "
-                  "that holds them (same runs, same numbers): "
+                  "that holds them (same runs, same numbers, same colour in every figure): "
                   + "; ".join(" = ".join(f"`{s}/{v}`" for s, v in g) for g in shared) + ".", ""]
     return lines
 
@@ -191,7 +227,9 @@ def _combined_intro(study: Study, parts: list[Study]) -> list[str]:
 def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     """Write report.md (and report.html when fmt == "html") with figures into `out`; returns report.md.
 
-    Raises StudyError (one line) when a folder is not a study.
+    Layout: title and how to regenerate; `## Summary` (one line per study
+    with its headline result); then one section per study. Raises StudyError
+    (one line) when a folder is not a study.
     """
     if fmt not in ("md", "html"):
         raise ValueError(f"format must be md or html, not {fmt!r}")
@@ -200,87 +238,34 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     studies = [load_study(d) for d in study_dirs]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [part for study in studies for part in study.split()]
+    colors = iter(plots.config_colors(parts))  # one colour per config through the whole report
+    same_runs = {sv: [o for o in g if o != sv] for study in studies
+                 for g in shared_variants(study) for sv in g}
+    sections, headlines = [], []
+    for study in studies:
+        split = study.split()
+        if len(split) > 1:
+            sections += _combined_intro(study, split)
+        for part in split:
+            lines, headline = _study_section(part, out_dir, next(colors), same_runs,
+                                             level=2 if len(split) == 1 else 3)
+            sections += lines
+            headlines.append(headline)
     lines = ["# raylab report", "",
              "Regenerate with `raylab report " + " ".join(str(d) for d in study_dirs)
              + f" --out {out}" + (" --format html" if fmt == "html" else "") + "`.", "",
              "Numbers are mean ± std over seeds (sample std, ddof=1); `(n=1)` marks a single run, "
-             "which gives no spread. Accuracies are fractions of the validation split.", ""]
-    for study in studies:
-        parts = study.split()
-        if len(parts) == 1:
-            lines += _study_section(study, out_dir)
-        else:
-            lines += _combined_intro(study, parts)
-            for part in parts:
-                lines += _study_section(part, out_dir, level=3)
+             "which gives no spread. Accuracies are fractions of the validation split.", "",
+             "## Summary", "", *(f"- {h}" for h in headlines), ""]
+    # The claims section (analysis.claims) goes here: right after the summary, before the studies.
+    lines += sections
     md = out_dir / "report.md"
     md.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     if fmt == "html":
-        (out_dir / "report.html").write_text(markdown_to_html(md.read_text("utf-8")), encoding="utf-8")
+        (out_dir / "report.html").write_text(markdown_to_html(md.read_text("utf-8"), base=out_dir),
+                                             encoding="utf-8")
     return md
-
-
-# ------------------------------------------------------------------ html
-def _inline(text: str) -> str:
-    out = html.escape(text, quote=True)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-    out = re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", out)
-    return out
-
-
-def markdown_to_html(md: str, title: str = "raylab report") -> str:
-    """The Markdown this module writes (headings, tables, images, paragraphs) as one HTML page."""
-    body: list[str] = []
-    lines = md.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
-            i += 1
-        elif m := re.fullmatch(r"!\[(.*)\]\((.+)\)", line.strip()):
-            body.append(f'<p><img src="{html.escape(m[2], quote=True)}" '
-                        f'alt="{html.escape(m[1], quote=True)}" style="max-width:100%"></p>')
-            i += 1
-        elif line.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                rows.append(lines[i])
-                i += 1
-            body.append(_table(rows))
-        else:
-            para = []
-            while i < len(lines) and lines[i].strip() and not lines[i].startswith(("#", "|", "![")):
-                para.append(lines[i])
-                i += 1
-            body.append(f"<p>{_inline(' '.join(para))}</p>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px}"
-             "td.r{text-align:right}code{background:#f3f3f3}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-def _cells(row: str) -> list[str]:
-    cells = re.split(r"(?<!\\)\|", row.strip().strip("|"))
-    return [c.strip().replace("\\|", "|") for c in cells]
-
-
-def _table(rows: list[str]) -> str:
-    head, align = _cells(rows[0]), _cells(rows[1]) if len(rows) > 1 else []
-    right = [a.endswith(":") for a in align]
-    out = ["<table>", "<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"]
-    for row in rows[2:]:
-        tds = []
-        for j, c in enumerate(_cells(row)):
-            cls = ' class="r"' if j < len(right) and right[j] else ""
-            tds.append(f"<td{cls}>{_inline(c)}</td>")
-        out.append("<tr>" + "".join(tds) + "</tr>")
-    return "\n".join(out + ["</table>"])
 
 
 # ------------------------------------------------------------------ CLI

@@ -6,7 +6,8 @@
 
 Statistics are over the trials of a variant that did not fail (a failed trial
 has no result); diverged trials count, since their best epoch is a real
-result, and are also counted in `diverged`. std uses ddof=1 (the sample std),
+result, and are also counted in `diverged`; trials that finished at chance
+accuracy are counted in `did_not_learn` (`analysis.outcome`). std uses ddof=1 (the sample std),
 so one seed gives NaN std, printed as "(n=1)": a single run gives no spread.
 """
 from __future__ import annotations
@@ -21,11 +22,13 @@ import pandas as pd
 from raylab.results import config_column
 
 from .load import Study, swept_fields
+from .order import variant_order
+from .outcome import DID_NOT_LEARN, did_not_learn
 
 SUMMARY_COLUMNS = [
     "study", "variant", "n_seeds", "best_val_acc_mean", "best_val_acc_std",
     "final_val_acc_mean", "final_val_acc_std", "best_epoch_mean", "epochs_run_max",
-    "diverged", "failed", "running",
+    "diverged", "failed", "running", "did_not_learn",
 ]
 
 
@@ -39,7 +42,6 @@ def summarize(data: Study | pd.DataFrame, swept: list[str] | None = None) -> pd.
     trials = data.trials if isinstance(data, Study) else data
     if swept is None:
         swept = data.swept if isinstance(data, Study) else swept_fields(trials)
-    order = data.variants if isinstance(data, Study) else None
     rows = []
     for (study, variant), g in trials.groupby(["study", "variant"], sort=False, dropna=False):
         status = g["status"].astype(str)
@@ -54,6 +56,7 @@ def summarize(data: Study | pd.DataFrame, swept: list[str] | None = None) -> pd.
             "epochs_run_max": g["epochs_run"].max(),
             "diverged": int(status.eq("diverged").sum()), "failed": int(status.eq("failed").sum()),
             "running": int(status.eq("running").sum()),
+            "did_not_learn": int(did_not_learn(g).sum()),
         }
         for name in swept:
             col = config_column(name)
@@ -62,20 +65,16 @@ def summarize(data: Study | pd.DataFrame, swept: list[str] | None = None) -> pd.
     out = pd.DataFrame(rows, columns=["study", "variant", *swept, *SUMMARY_COLUMNS[2:]])
     for col in SUMMARY_COLUMNS[2:]:
         out[col] = pd.to_numeric(out[col])
-    return _sort(out, swept, order)
+    return _sort(out, trials, swept)
 
 
-def _sort(table: pd.DataFrame, swept: list[str], order: list[str] | None) -> pd.DataFrame:
+def _sort(table: pd.DataFrame, trials: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
+    """Studies by name, variants in `variant_order` (swept values as numbers), as the figures list them."""
     if table.empty:
         return table.reset_index(drop=True)
-    if order:
-        key = {v: i for i, v in enumerate(order)}
-        table = table.assign(_k=table["variant"].map(key)).sort_values(["study", "_k"], kind="stable")
-        return table.drop(columns="_k").reset_index(drop=True)
-    if len(swept) == 1 and pd.api.types.is_numeric_dtype(table[swept[0]]) \
-            and not pd.api.types.is_bool_dtype(table[swept[0]]):
-        return table.sort_values(["study", swept[0], "variant"], kind="stable").reset_index(drop=True)
-    return table.sort_values(["study", "variant"], kind="stable").reset_index(drop=True)
+    order = {v: i for i, v in enumerate(variant_order(trials, swept))}
+    table = table.assign(_k=table["variant"].map(order)).sort_values(["study", "_k"], kind="stable")
+    return table.drop(columns="_k").reset_index(drop=True)
 
 
 # ------------------------------------------------------------------ ranking
@@ -150,41 +149,51 @@ def to_markdown(summary: pd.DataFrame, reported: Mapping[str, float] | None = No
     """The summary as a Markdown table; `reported` (variant -> value) adds report columns.
 
     The `report` column is the course report's value for that variant (it
-    quoted the best validation accuracy of a run) and `best − report` the
-    reproduced best val acc mean minus it.
+    quoted the best validation accuracy of a run; "–" where it gave none) and
+    `best − report` the reproduced best val acc mean minus it. `outcome` says
+    how the trials ended: "learned", or counts of diverged / did not learn /
+    running / failed. Numbers are right-aligned, text (names, booleans) left.
     """
     swept = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
     multi = summary["study"].nunique() > 1
     header = (["study"] if multi else []) + ["variant", *swept, "seeds", "best val acc",
-                                             "final val acc", "best epoch", "diverged"]
+                                             "final val acc", "best epoch"]
     has_report = bool(reported) and any(v in reported for v in summary["variant"])
     if has_report:
         header += ["report", "best − report"]
-    notes = (summary["running"] > 0) | (summary["failed"] > 0)
-    if notes.any():
-        header.append("notes")
+    header.append("outcome")
+    text = {"study", "variant", "outcome"} | {c for c in swept if not _numeric(summary[c])}
     lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if h in ("study", "variant", "notes") else "---:" for h in header) + "|"]
+             "|" + "|".join("---" if h in text else "---:" for h in header) + "|"]
     for _, r in summary.iterrows():
         cells = ([_cell(r["study"])] if multi else []) + [_cell(r["variant"])]
         cells += [_value(r[c]) for c in swept]
         cells += [str(int(r["n_seeds"])),
                   fmt_pm(r["best_val_acc_mean"], r["best_val_acc_std"], r["n_seeds"], digits),
                   fmt_pm(r["final_val_acc_mean"], r["final_val_acc_std"], r["n_seeds"], digits),
-                  "–" if not np.isfinite(r["best_epoch_mean"]) else f"{r['best_epoch_mean']:.1f}",
-                  str(int(r["diverged"]))]
+                  "–" if not np.isfinite(r["best_epoch_mean"]) else f"{r['best_epoch_mean']:.1f}"]
         if has_report:
             rep = (reported or {}).get(r["variant"])
             if rep is None:
-                cells += ["", ""]
+                cells += ["–", "–"]
             else:
                 diff = r["best_val_acc_mean"] - rep
                 cells += [f"{rep:.4f}", "–" if not np.isfinite(diff) else f"{diff:+.{digits}f}"]
-        if notes.any():
-            parts = [f"{int(r[k])} {k}" for k in ("running", "failed") if r[k] > 0]
-            cells.append(", ".join(parts))
+        cells.append(outcome(r))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def outcome(row: Mapping) -> str:
+    """How a summary row's trials ended: "learned", or "2 diverged", "2 did not learn", ..."""
+    parts = [f"{int(row[k])} {name}" for k, name in (
+        ("diverged", "diverged"), ("did_not_learn", DID_NOT_LEARN), ("running", "running"),
+        ("failed", "failed")) if row.get(k, 0) > 0]
+    return ", ".join(parts) or "learned"
+
+
+def _numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
 
 
 def _labels(table: pd.DataFrame) -> list[str]:

@@ -225,7 +225,9 @@ def test_markdown_table_and_formatting(studies):
     lines = md.strip().splitlines()
     assert lines[0].startswith("| variant | lr | seeds | best val acc | final val acc")
     assert len(lines) == 2 + 3
-    assert "| lr=0.1 | 0.1 | 2 | 0.710 ± 0.014 | 0.705 ± 0.021 | 4.5 | 0 |" in md
+    assert "| lr=0.1 | 0.1 | 2 | 0.710 ± 0.014 | 0.705 ± 0.021 | 4.5 | learned |" in md
+    assert "| lr=1 | 1 | 2 | 0.225 ± 0.035 | – | 1.0 | 2 diverged |" in md
+    assert lines[1] == "|---|---:|---:|---:|---:|---:|---|"  # numbers right, text left
     assert fmt_pm(0.7123, 0.0041) == "0.712 ± 0.004"
     assert fmt_pm(0.7, float("nan"), 1) == "0.700 (n=1)"
     assert fmt_pm(float("nan"), float("nan")) == "–"
@@ -235,8 +237,10 @@ def test_markdown_table_and_formatting(studies):
 
 
 # ------------------------------------------------------------------ plots
-def _labels(ax):
-    return [t.get_text() for t in ax.get_legend().get_texts()]
+def _labels(fig_or_ax):
+    """Legend texts: the figure's shared legend, or the legend of a caller's axes."""
+    legend = fig_or_ax.legends[0] if getattr(fig_or_ax, "legends", None) else fig_or_ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()]
 
 
 def test_learning_curves_grid(studies):
@@ -251,8 +255,9 @@ def test_learning_curves_grid(studies):
         assert ax.get_xlabel() in ("", "epoch")
     assert [ax.get_ylabel() for ax in axes] == ["cross-entropy loss (nats)"] * 2 + ["accuracy (fraction)"] * 2
     assert axes[3].get_xlabel() == "epoch"
-    labels = _labels(axes[3])
-    assert "lr=0.1" in labels and "diverged: lr=1 ×2" in labels
+    labels = _labels(fig)  # one legend below the grid, outside every axes
+    assert labels == ["lr=0.01", "lr=0.1", "lr=1", "diverged: lr=1 ×2"]  # numeric order
+    assert all(ax.get_legend() is None for ax in axes)
     assert "band: min-max over 2 seeds" in fig._suptitle.get_text()
     assert "lr_sweep" in fig._suptitle.get_text()
     one = plots.learning_curves(s.metrics, "lr=0.1", trials=s.trials)
@@ -264,13 +269,15 @@ def test_an_untrained_batchnorm_loss_at_epoch_0_is_kept_off_scale(tmp_path):
     metrics = R.read_table(str(path), R.METRICS)
     metrics.loc[metrics["epoch"] == 0, ["train_loss", "val_loss"]] = 15.9  # what eval-mode BN at init gives
     fig = plots.learning_curves(metrics)
-    for ax in fig.axes[:2]:  # the loss panels
-        assert ax.get_ylim()[1] < 15.9
-        assert [t.get_text() for t in ax.texts] == ["epoch 0 off scale: 15.9"]
-    assert all(not ax.texts for ax in fig.axes[2:])
+    for ax in fig.axes[:2]:  # the loss panels: the title says where epoch 0 went
+        assert 0 < ax.get_ylim()[0] and ax.get_ylim()[1] < 15.9
+        assert ax.get_title().endswith("(epoch 0, untrained: 15.9, off scale)")
+    assert all("epoch 0" not in ax.get_title() for ax in fig.axes[2:])
     plain = R.read_table(str(path), R.METRICS)  # a loss that starts near ln 10: all on scale
     tame = plots.learning_curves(plain)
-    assert not tame.axes[0].texts and tame.axes[0].get_ylim()[1] >= plain["train_loss"].max()
+    assert "epoch 0" not in tame.axes[0].get_title()
+    assert tame.axes[0].get_ylim()[1] >= plain["train_loss"].max()
+    assert "one seed per variant: no band" in fig.get_suptitle()
 
 
 def test_colours_are_stable_across_figures(studies):
@@ -295,11 +302,11 @@ def test_sweep_curves_and_scatter_log_x_and_diverged(studies):
     fig = plots.sweep_scatter(s.trials, "lr")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlabel().startswith("learning rate")
-    labels = _labels(ax)
+    labels = _labels(fig)
     assert "diverged: lr=1 ×2" in labels and "best val acc (one trial)" in labels
     # scatter: best + final of the 4 finished trials, and the red x of the 2 diverged (best only)
     offsets = [len(c.get_offsets()) for c in ax.collections]
-    assert offsets == [4, 4, 2, 0]
+    assert offsets == [4, 4, 2]
 
 
 def test_sweep_scatter_places_the_zero_of_an_l2_sweep(studies):
@@ -318,8 +325,8 @@ def test_pairwise_annotates_the_difference(studies):
     fig = plots.pairwise(s.trials, s.metrics, "lr=0.01", "lr=0.1")
     assert len(fig.axes) == 2
     assert {ln.get_label() for ln in fig.axes[0].lines} == {"lr=0.01 (n=2)", "lr=0.1 (n=2)"}
-    text = fig.axes[0].get_legend().get_title().get_text()
-    assert "Δ best val acc (lr=0.1 − lr=0.01)" in text and "+0.090 ± 0.032" in text
+    text = fig.legends[0].get_title().get_text().replace("\n", " ")
+    assert "Δ best val acc (lr=0.1 − lr=0.01) = +0.090 ± 0.032" in text
     assert "lr=0.01 vs lr=0.1" in fig._suptitle.get_text()
 
 
@@ -327,7 +334,7 @@ def test_weight_histograms_overlay_with_near_zero_fraction(studies):
     s = load_study(studies["l2"])
     fig = plots.weight_histograms(s.weights, ["wd=0", "wd=1e-3"])
     ax = fig.axes[0]
-    labels = _labels(ax)
+    labels = _labels(fig)
     assert len(labels) == 2 and all("of weights with |w| < 0.001" in t for t in labels)
     assert ax.get_yscale() == "log"  # wd=1e-3 is narrow: its bins span many decades
     assert ax.get_xlabel() == "weight value" and "wd=0 vs wd=1e-3" in ax.get_title()
@@ -371,7 +378,10 @@ def test_write_report_md_and_html(studies, tmp_path):
     assert md == out / "report.md" and (out / "report.html").exists()
     assert "## lab1_simplenn" in text and "## lr_sweep" in text and "## l2_sweep" in text
     assert "| report | best − report |" in text and "| 0.6606 |" in text and "| 0.6576 |" in text
-    assert "| baseline | none | 2 | 0.665 ± 0.007 | 0.665 ± 0.007 | 5.0 | 0 | 0.6606 | +0.004 |" in text
+    assert "| baseline | none | 2 | 0.665 ± 0.007 | 0.665 ± 0.007 | 5.0 | 0.6606 | +0.004 | learned |" in text
+    summary = _section(text, "## Summary")  # one headline per study, linked to its section
+    assert "- [lr_sweep](#lr_sweep): best `lr=0.1`, 0.710 ± 0.014; leads `lr=0.01`" in summary
+    assert "`lr=1` diverged." in summary and summary.count("\n- ") == 3
     assert "not safe to call: top two within 1 std" in text  # the L2 sweep
     # 5 generated epochs against the course's 30: labelled, and only where a report value is shown
     assert "**Short run**: these trials trained 5 epochs; the course report's value comes after 30" \
@@ -417,16 +427,21 @@ def test_combined_folder_splits_into_one_section_per_study(tmp_path):
 
     out = tmp_path / "report"
     text = write_report([str(path)], str(out)).read_text()
-    assert text.count("\n## ") == 1 and "## combo" in text  # one intro, then a section per study
+    assert text.count("\n## ") == 2 and "## Summary" in text and "## combo" in text  # then per study
     assert text.index("### lab1_simplenn") < text.index("### lr_sweep")
     assert "`lab1_simplenn/baseline` = `lr_sweep/lr=0.01`" in text
     s1, s2 = _section(text, "### lab1_simplenn"), _section(text, "### lr_sweep")
     assert "Swept: schedule." in s1 and "Swept: lr." in s2
     assert "| variant | schedule | seeds |" in s1 and "| variant | lr | seeds |" in s2
     assert "| baseline | none | 2 | 0.665 ± 0.007 |" in s1 and "| 0.6606 |" in s1  # course report
-    assert "lr=0.1" not in s1 and "baseline" not in s2 and "report" not in s2.split("Ranking")[0]
-    assert "| lr=0.01 | 0.01 | 2 | 0.665 ± 0.007 |" in s2  # same numbers: the shared run
-    assert "lab1_simplenn_pair_baseline_vs_step-decay.png" in s1 and "lab1_simplenn_weights.png" in s1
+    assert "lr=0.1" not in s1 and "| baseline |" not in s2
+    # same numbers, and the course report's value of the shared run, said to be borrowed
+    assert "| lr=0.01 | 0.01 | 2 | 0.665 ± 0.007 | 0.665 ± 0.007 | 5.0 | 0.6606 | +0.004 | learned |" in s2
+    assert "| lr=0.1 | 0.1 | 2 | 0.710 ± 0.014 | 0.710 ± 0.014 | 5.0 | – | – | learned |" in s2
+    assert "`lr=0.01` is the same runs as `lab1_simplenn/baseline`" in s2
+    # a pair that is the whole study is already in the learning curves: its difference is text
+    assert "lab1_simplenn_pair_" not in s1 and "lab1_simplenn_weights.png" in s1
+    assert "`step-decay` − `baseline` = -0.010 ± 0.010" in s1
     assert "lr_sweep_sweep_lr.png" in s2 and "lr_sweep_learning_curves.png" in s2
     images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert all((out / name).exists() for name in images) and not any(

@@ -1,4 +1,4 @@
-"""Weight histograms of trained models, per layer and variant."""
+"""Final-weight histograms of several variants overlaid, with the fraction of weights near zero."""
 from __future__ import annotations
 
 import math
@@ -9,11 +9,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from . import layout
+from .palette import colors_for, keys, ordered_keys, select, study_name
 
-from .style import _keys, _study_name, _colors, _select, _one_ax
 
-
-# ------------------------------------------------------------------ weights
 def _cdf(edges: np.ndarray, left: np.ndarray, right: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Number of weights below each of `edges`, counts spread uniformly within their bins."""
     width = np.where(right > left, right - left, 1e-300)
@@ -40,24 +39,26 @@ def weight_histograms(weights: pd.DataFrame, variants: Sequence[str] | None = No
     All seeds and layers (or the given `layer`s) of a variant are pooled and
     re-binned onto one common grid; y is the fraction of that variant's weights
     per bin, on a log scale when it spans more than two decades (`logy="auto"`).
-    The legend gives each variant's fraction of weights with |w| < `near_zero`,
-    computed from the stored bins (uniform within a bin).
+    The legend (outside the axes) gives each variant's fraction of weights with
+    |w| < `near_zero`, computed from the stored bins (uniform within a bin).
     """
-    colors = _colors(_keys(weights), colors)
-    df = _select(weights, variants)
+    colors = colors_for(keys(weights), colors)
+    df = select(weights, variants)
     if layer is not None:
         layers = [layer] if isinstance(layer, str) else list(layer)
         df = df[df["layer"].isin(layers)]
-    df = df.assign(_key=_keys(df))
     df = df[df["count"].astype(float) > 0]
-    fig, ax = _one_ax(ax, (8, 5))
+    df = df.assign(_key=keys(df))
+    fig, ax, owned = layout.one_axes(ax, (7.0, 4.2))
     if df.empty:
         ax.text(0.5, 0.5, "no weight histograms", transform=ax.transAxes, ha="center")
         return fig
     lo, hi = df["bin_left"].astype(float).min(), df["bin_right"].astype(float).max()
     edges = np.linspace(lo, hi, bins + 1)
     peak_lo, peak_hi = math.inf, 0.0
-    for key, g in df.groupby("_key", sort=True):
+    order = ordered_keys(df)
+    for key in order:
+        g = df[df["_key"] == key]
         left, right, count = (g[c].to_numpy(float) for c in ("bin_left", "bin_right", "count"))
         frac = np.diff(_cdf(edges, left, right, count)) / count.sum()
         nz = near_zero_fraction(g, near_zero)
@@ -72,10 +73,13 @@ def weight_histograms(weights: pd.DataFrame, variants: Sequence[str] | None = No
     ax.set_xlabel("weight value")
     ax.set_ylabel("fraction of weights per bin")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="upper right")
+    layout.legend(fig, ax, owned, *ax.get_legend_handles_labels())
     where = "all layers" if layer is None else f"layer {', '.join(layers)}"
     seeds = df.groupby("_key")["trial_id"].nunique()
-    ax.set_title(f"{_study_name(df, given=study)}: final weights, {' vs '.join(seeds.index)}\n"
-                 f"({where}, pooled over {'/'.join(str(n) for n in seeds)} seeds, "
-                 f"re-binned to {bins} bins)")
+    n = sorted(set(seeds))
+    pooled = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
+    what = " vs ".join(order) if len(order) <= 3 else f"{len(order)} variants"
+    title = (f"{study_name(df, given=study)}: final weights, {what} ({where}, pooled over "
+             f"{pooled} seed(s) per variant, re-binned to {bins} bins)")
+    ax.set_title(layout.wrap(title, fig.get_figwidth(), 11), fontsize=11)
     return fig
