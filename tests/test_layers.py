@@ -50,7 +50,8 @@ def imports(path: Path, name: str) -> set[str]:
                 anchor = package.split(".")
                 anchor = anchor[:len(anchor) - node.level + 1]
                 base = ".".join(anchor + ([node.module] if node.module else []))
-            out.add(base)
+            if node.module or not node.level:  # `from . import layout` names submodules, not the package
+                out.add(base)
             out.update(f"{base}.{a.name}" for a in node.names)  # `from raylab import study` is a module
     return out
 
