@@ -9,6 +9,7 @@ per 3x32x32 image (counted by `summarize`, 10 classes):
 
     name       layers  params (A)  params (B)   paper   MACs (A)
     simplenn        5      82,030           -       -     0.72M
+    simplenn_dw     5      80,588           -       -    0.186M
     resnet20       20     269,722     272,474   0.27M     40.6M
     resnet32       32     464,154     466,906   0.46M     68.9M
     resnet44       44     658,586     661,338   0.66M     97.2M
@@ -19,6 +20,14 @@ Option B's 1x1 projections add 16*32 + 32*64 weights and 2*(32+64) BN
 scale/shift = 2,752 parameters; SimpleNN's batchnorm adds 2*(8+16) = 48.
 SimpleNN params by hand: conv1 8*3*25+8 = 608, conv2 16*8*9+16 = 1,168,
 fc1 576*120+120 = 69,240, fc2 120*84+84 = 10,164, fc3 84*10+10 = 850.
+
+simplenn_dw replaces each conv by a depthwise-separable pair (MobileNet, Howard
+et al. 2017): a kxk conv per input channel (groups = in) then a 1x1 conv, both
+with bias: conv1 3*25+3 + 3*8+8 = 110, conv2 8*9+8 + 8*16+16 = 224 params.
+MACs: conv1 (3*25 + 3*8) * 28*28 = 77,616, conv2 (8*9 + 8*16) * 12*12 = 28,800;
+the convs cost 106,416 against 636,288 (6.0x fewer; the k*k = 9x and 25x limits
+need many output channels: a separable kxk conv costs 1/C_out + 1/k^2 of a full
+one), the whole model 186,456 against 716,328 (3.8x: the fc layers are unchanged).
 
 SimpleNN MACs by hand (no padding, stride 1, 2x2 max pools):
     conv1  8*3*5*5   * 28*28 = 470,400
@@ -95,12 +104,13 @@ class SimpleNN(nn.Module):
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3,
-                 batchnorm: bool = False, activation: str = "relu"):
+                 batchnorm: bool = False, activation: str = "relu", depthwise: bool = False):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 8, 5)
+        conv = _separable if depthwise else nn.Conv2d
+        self.conv1 = conv(in_channels, 8, 5)
         self.bn1 = nn.BatchNorm2d(8) if batchnorm else nn.Identity()
         self.act1 = make_activation(activation)
-        self.conv2 = nn.Conv2d(8, 16, 3)
+        self.conv2 = conv(8, 16, 3)
         self.bn2 = nn.BatchNorm2d(16) if batchnorm else nn.Identity()
         self.act2 = make_activation(activation)
         self.pool = nn.MaxPool2d(2)
@@ -120,6 +130,12 @@ class SimpleNN(nn.Module):
         x = torch.flatten(x, 1)
         x = self.act4(self.fc2(self.act3(self.fc1(x))))
         return self.fc3(x)
+
+
+def _separable(in_channels: int, out_channels: int, k: int) -> nn.Sequential:
+    """Depthwise kxk (one filter per input channel) then pointwise 1x1: same output shape as Conv2d(in, out, k)."""
+    return nn.Sequential(nn.Conv2d(in_channels, in_channels, k, groups=in_channels),
+                         nn.Conv2d(in_channels, out_channels, 1))
 
 
 # ----------------------------------------------------------------------------
@@ -237,11 +253,17 @@ def simplenn(*, shortcut: str = "A", **kw) -> SimpleNN:
     return SimpleNN(**kw)
 
 
+def simplenn_dw(*, shortcut: str = "A", **kw) -> SimpleNN:
+    """SimpleNN with depthwise-separable convolutions (the course report's MACs question)."""
+    return SimpleNN(depthwise=True, **kw)
+
+
 # ----------------------------------------------------------------------------
 # Registry: the only way a name becomes a model (config.py validates against it)
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "simplenn": simplenn,
+    "simplenn_dw": simplenn_dw,
     "resnet20": resnet20,
     "resnet32": resnet32,
     "resnet44": resnet44,

@@ -8,11 +8,13 @@ Variant names are readable and become the `variant` column: `lr=0.05`,
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from raylab.claim import Claim, ClaimError
 from raylab.config import ConfigError, TrialConfig
 
 # Short names that read well in legends; booleans appear only when True.
@@ -96,6 +98,11 @@ class Study:
     seeds: int | list[int] = 1
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # command-line run options: beat every variant
+    # The course report's side, carried into study.json for analysis (never hard-coded there):
+    claims: list[Claim] = field(default_factory=list)      # statements the study tests
+    reported: dict[str, float] = field(default_factory=dict)  # variant -> the report's best val acc
+    reported_epochs: int | None = None                     # epochs behind those numbers
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b) drawn side by side: b - a
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -107,6 +114,7 @@ class Study:
                               "name them with variant(name=...)")
         if not self.variants:
             raise ConfigError(f"study {self.name} has no variants")
+        self.claims = [c if c.configs else self._resolve(c) for c in self.claims]
 
     @property
     def seed_list(self) -> list[int]:
@@ -114,8 +122,8 @@ class Study:
 
     def with_options(self, *, seeds: int | None = None, **options: Any) -> "Study":
         """A copy with run options forced on every trial (--epochs, --data, --seeds ...)."""
-        return Study(self.name, self.variants, self.base, self.seeds if seeds is None else seeds,
-                     self.description, {**self.options, **options})
+        return dataclasses.replace(self, seeds=self.seeds if seeds is None else seeds,
+                                   options={**self.options, **options})
 
     def trials(self) -> list[Trial]:
         """Every variant-seed pair, validated now so a typo fails before Ray starts."""
@@ -145,6 +153,10 @@ class Study:
                "variants": [key(v) for v in self.variants], "seeds": self.seed_list,
                "base": self.base, "options": self.options,
                "overrides": {key(v): v.overrides for v in self.variants}}
+        out["claims"] = [c.to_dict() for c in self.claims]
+        out["reported"] = [{"study": st, "variant": v, "value": val, "epochs": ep}
+                           for st, v, val, ep in self.reported_values()]
+        out["pairs"] = [{"study": st, "a": a, "b": b} for st, a, b in self.pair_list()]
         parts = list(dict.fromkeys(v.study for v in self.variants if v.study))
         if parts:
             out["studies"] = [{"name": p, "variants": [v.name for v in self.variants if v.study == p],
@@ -152,11 +164,41 @@ class Study:
                               for p in parts]
         return out
 
+    def reported_values(self) -> list[tuple[str, str, float, int | None]]:
+        """(study, variant, the course report's value, its epochs); a combined study holds its parts'."""
+        return [(self.name, v, val, self.reported_epochs) for v, val in self.reported.items()]
+
+    def pair_list(self) -> list[tuple[str, str, str]]:
+        return [(self.name, a, b) for a, b in self.pairs]
+
+    def _resolve(self, c: Claim) -> Claim:
+        """Fix the claim's study, its `among` (best: every other variant) and each variant's
+        config now, so --only/--skip, which drop variants, never change what it compares."""
+        study = c.study or self.name
+        mine = [v for v in self.variants if (v.study or self.name) == study]
+        among = c.among or (tuple(v.name for v in mine if v.name != c.a) if c.kind == "best" else ())
+        c = _replace(c, study=study, among=among)
+        configs = {}
+        for name in c.variants():
+            v = next((v for v in mine if v.name == name), None)
+            if v is None:
+                raise ClaimError(f"study {study}: claim '{c.text}' names variant '{name}', which the study "
+                                 f"does not have: use one of {[v.name for v in mine]}")
+            cfg = TrialConfig.from_dict({**self.base, **v.overrides}).to_dict()
+            inert = set() if cfg["augment"] else {"pad"}  # the padding exists only in random crops
+            configs[name] = {k: val for k, val in cfg.items()
+                             if (k not in RUN_FIELDS or k == "epochs") and k not in inert}
+        return _replace(c, configs=configs)
+
     def main(self, argv: list[str] | None = None) -> int:
         """Run this study from a job file: `python jobs/FILE.py --epochs 5`."""
         from raylab.sweep_cli import run_study_main
 
         return run_study_main(self, argv)
+
+
+def _replace(c: Claim, **changes: Any) -> Claim:
+    return dataclasses.replace(c, **changes)
 
 
 def _merge_identical(trials: list[Trial]) -> list[Trial]:
@@ -181,4 +223,17 @@ def combine(name: str, studies: list[Study], description: str = "") -> Study:
     once), and `analysis` reads the combined folder as several studies.
     """
     variants = [Variant(v.name, {**s.base, **v.overrides}, study=s.name) for s in studies for v in s.variants]
-    return Study(name, variants, seeds=studies[0].seeds if studies else 1, description=description)
+    return _Combined(name, variants, seeds=studies[0].seeds if studies else 1, description=description,
+                     claims=[c for s in studies for c in s.claims], parts=list(studies))
+
+
+@dataclass
+class _Combined(Study):
+    """combine()'s result: also carries its parts' reported values and pairs."""
+    parts: list[Study] = field(default_factory=list)
+
+    def reported_values(self) -> list[tuple[str, str, float, int | None]]:
+        return [r for s in self.parts for r in s.reported_values()]
+
+    def pair_list(self) -> list[tuple[str, str, str]]:
+        return [p for s in self.parts for p in s.pair_list()]
