@@ -5,7 +5,7 @@
 #   3  the Lab 2-pipeline L2 sweep, vflip, L1 strengths, depthwise
 # Each phase is one `raylab run` into STORAGE/pN/<study>; run this script again after an
 # interruption: a phase whose folder has Tune state is resumed (`raylab resume`), a finished one
-# is resumed too, which only checks it. Variants whose configs earlier runs hold are --skip'ped.
+# is skipped (its DONE marker). Variants whose configs earlier runs hold are --skip'ped.
 #   usage: scripts/fidelity_runs.sh [STORAGE] [extra raylab run flags, e.g. --data synthetic:500 --epochs 1]
 set -u
 STORAGE=${1:-/work/runs/fidelity}; shift || true
@@ -15,14 +15,18 @@ COMMON=(--data "$DATA" --data-root "$STORAGE/data" --quiet)
 
 phase() {  # phase NAME STUDY MAX_CONCURRENT JOB [select flags...]
   local name=$1 study=$2 conc=$3 job=$4; shift 4
-  local dir="$STORAGE/$name/$study"
+  local dir="$STORAGE/$name/$study" rc
+  [ -e "$STORAGE/$name/DONE" ] && { echo "=== phase $name: done before"; return 0; }
   echo "=== phase $name: $(date -u +%FT%TZ)"
   if [ -d "$dir/tune" ]; then
     "$RAYLAB" resume "$dir"
   else
     "$RAYLAB" run "$job" --storage "$STORAGE/$name" --max-concurrent "$conc" "${COMMON[@]}" "$@" $EXTRA
   fi
-  echo "=== phase $name ended with status $? at $(date -u +%FT%TZ)"
+  rc=$?
+  echo "=== phase $name ended with status $rc at $(date -u +%FT%TZ)"
+  [ $rc -eq 0 ] && touch "$STORAGE/$name/DONE"
+  [ $rc -lt 128 ] || exit $rc  # interrupted: stop here, the next start resumes this phase
 }
 EXTRA="$*"
 
