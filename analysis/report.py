@@ -11,26 +11,17 @@ study, each rendered as that study's own folder would be (its variants, swept
 fields, figures prefixed by its name, its `report` column), after a short
 intro naming the runs shared between studies.
 
-The course report's numbers live in REPORTED, keyed by (study, variant). The
-exact names expected (name job variants like this to get the `report` column):
-
-    study            variant       course report
-    lab1_simplenn    baseline      0.6606
-    lab1_simplenn    step-decay    0.6576
-    lab2_augment     augment       0.7122
-    lab2_batchnorm   bn            0.7144   (BN at the default lr; "bn+lr=0.1" is not it)
-    lab2_swish       swish         0.7258
-    lab3_resnet20    resnet20      0.924
-
-Matching is tolerant: case, "_" / "-" / spaces are ignored, a few aliases map
-to these names (VARIANT_ALIASES: "step", "decay", "augmented", "batchnorm",
-"silu", "resnet-20", ...), and in the combined `assignment` study (or any
-variant written "lab2_swish/swish") the variant alone picks the entry.
+The course report's side comes from study.json, where the job files put it
+(`Study(reported=..., reported_epochs=..., pairs=..., claims=...)`): the
+report's value per (study, variant) for the `report` column, the pairs drawn
+side by side, and the claims, whose verdicts (`analysis.claims`) open the
+report as a table. Nothing about the course is written here.
 """
 from __future__ import annotations
 
 import argparse
 import html
+from dataclasses import dataclass, field
 import re
 import sys
 from pathlib import Path
@@ -38,63 +29,34 @@ from typing import Sequence
 
 from raylab.results import ResultsError, config_column
 
-from . import plots
+from raylab.claim import ClaimError
+
+from . import claims, plots
 from .load import Study, StudyError, load_study, shared_variants
 from .summary import rank, summarize, to_markdown
 
-REPORTED: dict[tuple[str, str], float] = {
-    ("lab1_simplenn", "baseline"): 0.6606,
-    ("lab1_simplenn", "step-decay"): 0.6576,
-    ("lab2_augment", "augment"): 0.7122,
-    ("lab2_batchnorm", "bn"): 0.7144,
-    ("lab2_swish", "swish"): 0.7258,
-    ("lab3_resnet20", "resnet20"): 0.924,
-}
-# Epochs behind each course-report number: a shorter reproduction is labelled as such.
-REPORTED_EPOCHS = {"lab1_simplenn": 30, "lab2_augment": 30, "lab2_batchnorm": 30, "lab2_swish": 30,
-                   "lab3_resnet20": 200}
-VARIANT_ALIASES = {
-    "base": "baseline", "default": "baseline",
-    "step": "step-decay", "decay": "step-decay", "stepdecay": "step-decay", "step-lr": "step-decay",
-    "lr-decay": "step-decay", "step-10-0.9": "step-decay",
-    "aug": "augment", "augmented": "augment", "augmentation": "augment",
-    "batchnorm": "bn", "batch-norm": "bn", "bn-relu": "bn",
-    "silu": "swish",
-    "resnet-20": "resnet20",
-}
-COMBINED_STUDIES = frozenset({"assignment"})  # studies holding several labs' variants
-# Pairs drawn side by side when both variants are in a study: (a, b) shows b − a.
-PAIRS = [("lr=0.1", "bn+lr=0.1"), ("baseline", "bn"), ("baseline", "swish"), ("relu", "swish"),
-         ("baseline", "augment"), ("no-augment", "augment"), ("l2", "l1")]
+@dataclass
+class References:
+    """The course report's numbers and pairs, from a folder's study.json."""
+    values: dict[tuple[str, str], float] = field(default_factory=dict)  # (study, variant) -> best val acc
+    epochs: dict[str, int] = field(default_factory=dict)                # study -> epochs behind them
+    pairs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # study -> (a, b): b - a drawn
 
-
-def _norm_study(name: str) -> str:
-    return re.sub(r"[\s\-_]+", "_", str(name).strip().lower())
-
-
-def _norm_variant(name: str) -> str:
-    v = re.sub(r"[\s_\-]+", "-", str(name).strip().lower())
-    return VARIANT_ALIASES.get(v, v)
-
-
-_BY_STUDY = {(_norm_study(s), _norm_variant(v)): val for (s, v), val in REPORTED.items()}
-
-
-def reported_value(study: str, variant: str) -> float | None:
-    """The course report's value for this (study, variant), or None; see the module docstring."""
-    s, v = _norm_study(study), str(variant)
-    if "/" in v or ":" in v:  # "lab2_swish/swish" inside a combined study
-        prefix, v = re.split(r"[/:]", v, maxsplit=1)
-        hit = _BY_STUDY.get((_norm_study(prefix), _norm_variant(v)))
-        if hit is not None:
-            return hit
-    v = _norm_variant(v)
-    if (s, v) in _BY_STUDY:
-        return _BY_STUDY[(s, v)]
-    if s in COMBINED_STUDIES:
-        hits = [val for (_, rv), val in _BY_STUDY.items() if rv == v]
-        return hits[0] if len(hits) == 1 else None
-    return None
+    @classmethod
+    def of(cls, study: Study) -> "References":
+        """From the folder's study.json; a value counts only where the variant's trials have the
+        config it was declared for (an older run with other settings gets no `report` column)."""
+        refs = cls()
+        t = study.trials
+        for r in study.meta.get("reported", []) or []:
+            rows = t[(t["study"] == r["study"]) & (t["variant"] == r["variant"])] if len(t) else t
+            if len(rows) and bool(claims.config_matches(rows, r.get("config") or {}).all()):
+                refs.values[(r["study"], r["variant"])] = float(r["value"])
+                if r.get("epochs"):
+                    refs.epochs[r["study"]] = int(r["epochs"])
+        for p in study.meta.get("pairs", []) or []:
+            refs.pairs.setdefault(p["study"], []).append((p["a"], p["b"]))
+        return refs
 
 
 # ------------------------------------------------------------------ report
@@ -102,9 +64,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "study"
 
 
-def _figures(study: Study, out: Path) -> list[tuple[str, str]]:
+def _figures(study: Study, out: Path, refs: References, slug: str) -> list[tuple[str, str]]:
     """Draw and save the study's figures; returns (file name, caption) pairs."""
-    slug, colors, made = _slug(study.name), plots.variant_colors(study.variants), []
+    colors, made = plots.variant_colors(study.variants), []
     variants, m, t, w = study.variants, study.metrics, study.trials, study.weights
 
     def keep(fig, stem: str, caption: str) -> None:
@@ -124,7 +86,7 @@ def _figures(study: Study, out: Path) -> list[tuple[str, str]]:
         if len(swept) == 1:
             keep(plots.sweep_scatter(t, swept[0], study=study.name, colors=colors),
                  f"sweep_{swept[0]}", f"Best and final validation accuracy against {swept[0]}.")
-        pairs = [(a, b) for a, b in PAIRS if a in variants and b in variants]
+        pairs = [(a, b) for a, b in refs.pairs.get(study.name, []) if a in variants and b in variants]
         if not pairs and len(variants) == 2:
             pairs = [(variants[0], variants[1])]
         for a, b in pairs:
@@ -138,7 +100,8 @@ def _figures(study: Study, out: Path) -> list[tuple[str, str]]:
     return made
 
 
-def _study_section(study: Study, out: Path, level: int = 2) -> list[str]:
+def _study_section(study: Study, out: Path, refs: References, level: int = 2,
+                   slugs: set[str] | None = None) -> list[str]:
     t = study.trials
     counts = t["status"].value_counts()
     status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trials yet"
@@ -153,21 +116,24 @@ def _study_section(study: Study, out: Path, level: int = 2) -> list[str]:
     table = summarize(study)
     if table.empty:
         return lines + ["No results yet.", ""]
-    reported = {v: reported_value(study.name, v) for v in table["variant"]}
-    reported = {v: x for v, x in reported.items() if x is not None}
+    reported = {v: refs.values[(study.name, v)] for v in table["variant"] if (study.name, v) in refs.values}
     lines += [to_markdown(table, reported or None)]
     if reported:
         lines += ["`report`: the single-run value the course report gave for this variant; "
                   "`best − report`: the reproduced best val acc (mean over seeds) minus the report's best val acc.", ""]
-        lines += _short_run_note(study.name, int(table["epochs_run_max"].max()))
+        lines += _short_run_note(refs.epochs.get(study.name), int(table["epochs_run_max"].max()))
     lines += [rank(table).note, ""]
-    for name, caption in _figures(study, out):
+    slug = _slug(study.name)
+    if slugs is not None:  # a study name met again in another folder: its figures get the folder's name too
+        if slug in slugs:
+            slug = _slug(f"{Path(study.path).name}_{study.name}")
+        slugs.add(slug)
+    for name, caption in _figures(study, out, refs, slug):
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     return lines
 
 
-def _short_run_note(study: str, epochs: int) -> list[str]:
-    course = REPORTED_EPOCHS.get(_norm_study(study))
+def _short_run_note(course: int | None, epochs: int) -> list[str]:
     if course is None or epochs >= course:
         return []
     return [f"**Short run**: these trials trained {epochs} epochs; the course report's value comes "
@@ -187,6 +153,20 @@ def _combined_intro(study: Study, parts: list[Study]) -> list[str]:
     return lines
 
 
+def _claims_section(studies: Sequence[Study]) -> list[str]:
+    verdicts = claims.evaluate(studies)
+    if not verdicts:
+        return []
+    return ["## The course report's claims", "",
+            "Each claim is declared next to its study in `jobs/` and tested on every completed trial "
+            "with the declared config, from all folders above (one value per seed). `ours`: means and "
+            "the difference with its 95% confidence interval over seeds (Welch's t; one-sample t "
+            "against a threshold). *reproduced*: the interval lies on the claimed side of 0 (or of "
+            "the threshold); *contradicted*: on the other side; *inconclusive at n seeds* otherwise, "
+            "with the seeds per variant that would call it if the spread and the difference stayed "
+            "as observed.", "", *claims.to_markdown(verdicts), ""]
+
+
 def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     """Write report.md (and report.html when fmt == "html") with figures into `out`; returns report.md.
 
@@ -204,14 +184,17 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
              + f" --out {out}" + (" --format html" if fmt == "html" else "") + "`.", "",
              "Numbers are mean ± std over seeds (sample std, ddof=1); `(n=1)` marks a single run, "
              "which gives no spread. Accuracies are fractions of the validation split.", ""]
+    lines += _claims_section(studies)
+    slugs: set[str] = set()
     for study in studies:
+        refs = References.of(study)
         parts = study.split()
         if len(parts) == 1:
-            lines += _study_section(study, out_dir)
+            lines += _study_section(study, out_dir, refs, slugs=slugs)
         else:
             lines += _combined_intro(study, parts)
             for part in parts:
-                lines += _study_section(part, out_dir, level=3)
+                lines += _study_section(part, out_dir, refs, level=3, slugs=slugs)
     md = out_dir / "report.md"
     md.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     if fmt == "html":
@@ -302,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or _default_out(args.study_dirs[0])
     try:
         path = write_report(args.study_dirs, out, args.format)
-    except ResultsError as exc:
+    except (ResultsError, ClaimError) as exc:
         print(f"raylab report: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

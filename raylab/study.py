@@ -154,8 +154,8 @@ class Study:
                "base": self.base, "options": self.options,
                "overrides": {key(v): v.overrides for v in self.variants}}
         out["claims"] = [c.to_dict() for c in self.claims]
-        out["reported"] = [{"study": st, "variant": v, "value": val, "epochs": ep}
-                           for st, v, val, ep in self.reported_values()]
+        out["reported"] = [{"study": st, "variant": v, "value": val, "epochs": ep, "config": cfg}
+                           for st, v, val, ep, cfg in self.reported_values()]
         out["pairs"] = [{"study": st, "a": a, "b": b} for st, a, b in self.pair_list()]
         parts = list(dict.fromkeys(v.study for v in self.variants if v.study))
         if parts:
@@ -164,9 +164,11 @@ class Study:
                               for p in parts]
         return out
 
-    def reported_values(self) -> list[tuple[str, str, float, int | None]]:
-        """(study, variant, the course report's value, its epochs); a combined study holds its parts'."""
-        return [(self.name, v, val, self.reported_epochs) for v, val in self.reported.items()]
+    def reported_values(self) -> list[tuple[str, str, float, int | None, dict[str, Any]]]:
+        """(study, variant, the course report's value, its epochs, the variant's config): the value
+        is shown next to trials of that config only. A combined study holds its parts'."""
+        return [(self.name, v, val, self.reported_epochs, self.variant_config(self.name, v))
+                for v, val in self.reported.items()]
 
     def pair_list(self) -> list[tuple[str, str, str]]:
         return [(self.name, a, b) for a, b in self.pairs]
@@ -178,17 +180,19 @@ class Study:
         mine = [v for v in self.variants if (v.study or self.name) == study]
         among = c.among or (tuple(v.name for v in mine if v.name != c.a) if c.kind == "best" else ())
         c = _replace(c, study=study, among=among)
-        configs = {}
         for name in c.variants():
-            v = next((v for v in mine if v.name == name), None)
-            if v is None:
+            if not any(v.name == name for v in mine):
                 raise ClaimError(f"study {study}: claim '{c.text}' names variant '{name}', which the study "
                                  f"does not have: use one of {[v.name for v in mine]}")
-            cfg = TrialConfig.from_dict({**self.base, **v.overrides}).to_dict()
-            inert = set() if cfg["augment"] else {"pad"}  # the padding exists only in random crops
-            configs[name] = {k: val for k, val in cfg.items()
-                             if (k not in RUN_FIELDS or k == "epochs") and k not in inert}
-        return _replace(c, configs=configs)
+        return _replace(c, configs={name: self.variant_config(study, name) for name in c.variants()})
+
+    def variant_config(self, study: str, name: str) -> dict[str, Any]:
+        """What makes a variant's trials the same experiment: its full config less the run
+        fields (epochs kept), and less `pad` without augment (the padding exists only in crops)."""
+        v = next(v for v in self.variants if (v.study or self.name, v.name) == (study, name))
+        cfg = TrialConfig.from_dict({**self.base, **v.overrides}).to_dict()
+        inert = set() if cfg["augment"] else {"pad"}
+        return {k: val for k, val in cfg.items() if (k not in RUN_FIELDS or k == "epochs") and k not in inert}
 
     def main(self, argv: list[str] | None = None) -> int:
         """Run this study from a job file: `python jobs/FILE.py --epochs 5`."""
@@ -232,7 +236,7 @@ class _Combined(Study):
     """combine()'s result: also carries its parts' reported values and pairs."""
     parts: list[Study] = field(default_factory=list)
 
-    def reported_values(self) -> list[tuple[str, str, float, int | None]]:
+    def reported_values(self) -> list[tuple[str, str, float, int | None, dict[str, Any]]]:
         return [r for s in self.parts for r in s.reported_values()]
 
     def pair_list(self) -> list[tuple[str, str, str]]:
