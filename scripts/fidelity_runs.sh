@@ -6,7 +6,9 @@
 # Each phase is one `raylab run` into STORAGE/pN/<study>; run this script again after an
 # interruption: a phase whose folder has Tune state is resumed (`raylab resume`), a finished one
 # is skipped (its DONE marker). Variants whose configs earlier runs hold are --skip'ped.
-#   usage: scripts/fidelity_runs.sh [STORAGE] [extra raylab run flags, e.g. --data synthetic:500 --epochs 1]
+#   usage: [PHASES="p2 p3"] scripts/fidelity_runs.sh [STORAGE] [extra raylab run flags, e.g. --data synthetic:500 --epochs 1]
+# PHASES (default "p1 p2 p3") picks the phases, in that order: two chains, one trial at a time each,
+# use both cores (issue 12 ran PHASES=p1 and PHASES="p2 p3" side by side).
 set -u
 STORAGE=${1:-/work/runs/fidelity}; shift || true
 RAYLAB=${RAYLAB:-raylab}
@@ -30,11 +32,15 @@ phase() {  # phase NAME STUDY MAX_CONCURRENT JOB [select flags...]
 }
 EXTRA="$*"
 
-phase p1 course_fidelity 1 jobs/course_fidelity.py \
+PHASES=${PHASES:-p1 p2 p3}
+want() { case " $PHASES " in *" $1 "*) return 0;; *) return 1;; esac; }
+
+want p1 && phase p1 course_fidelity 1 jobs/course_fidelity.py \
   --only 'lab2_swish/*' --only 'lab2_lr_sweep_pipeline/*' --only 'lab2_batchnorm/*' --only 'lab2_augment/*' \
   --skip 'lab2_augment/baseline'
-phase p2 course_seed2 2 jobs/course_seed2.py
-phase p3 course_fidelity 2 jobs/course_fidelity.py \
+want p2 && phase p2 course_seed2 1 jobs/course_seed2.py
+want p3 && phase p3 course_fidelity 1 jobs/course_fidelity.py \
   --only 'lab2_l2_sweep_pipeline/*' --only 'lab2_vflip/*' --only 'lab2_l1_strength/*' --only 'lab2_depthwise/*' \
   --skip 'lab2_l2_sweep_pipeline/wd=0.0001' --skip 'lab2_vflip/augment' \
   --skip 'lab2_l1_strength/l2' --skip 'lab2_l1_strength/l1=1e-05' --skip 'lab2_depthwise/conv'
+exit 0
