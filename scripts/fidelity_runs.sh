@@ -10,6 +10,8 @@
 # PHASES (default "p1 p2 p3") picks the phases, in that order: two chains, one trial at a time each,
 # use both cores (issue 12 ran PHASES=p1 and PHASES="p2 p3" side by side).
 set -u
+# A local Ray instance of its own: without this, ray.init() joins any cluster `ray start`ed on the machine.
+export RAY_ADDRESS=${RAY_ADDRESS:-local}
 STORAGE=${1:-/work/runs/fidelity}; shift || true
 RAYLAB=${RAYLAB:-raylab}
 DATA=${DATA:-folder:/work/shared/data/cifar10-jpg.tar.gz}

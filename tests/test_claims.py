@@ -5,6 +5,7 @@ clear difference, no difference, too few seeds.
 """
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +248,50 @@ def test_analysis_imports_neither_torch_nor_ray():
     code = ("import sys, analysis.claims, analysis.report; "
             "bad = [m for m in ('torch', 'ray') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+# ------------------------------------------------------------------ a user's path, end to end
+JOB = '''
+from raylab import Claim, Study, variant
+STUDY = Study("claimed", base=dict(model="simplenn", epochs=1, augment=True, pad="mean"),
+              variants=[variant("fast", lr=0.05), variant("slow", lr=0.0001)],
+              reported={"fast": 0.5}, reported_epochs=1,
+              claims=[Claim("lr 0.05 beats lr 1e-4 after one epoch", "greater", "fast", "slow", reported="yes")])
+'''
+
+
+def test_job_file_claims_reach_the_report_through_a_real_sweep(tmp_path):
+    job = tmp_path / "claimed.py"
+    job.write_text(JOB)
+    # RAY_ADDRESS=local: without it ray.init() joins any cluster that `ray start` left on this machine
+    run = subprocess.run(raylab_cmd("run", job, "--storage", tmp_path / "res", "--seeds", "2", "--data",
+                                    "synthetic:400", "--data-root", tmp_path / "data", "--num-cpus", "2", "--quiet"),
+                         capture_output=True, text=True, cwd=ROOT, timeout=900,
+                         env={**os.environ, "RAY_ADDRESS": "local"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    meta = json.loads((tmp_path / "res" / "claimed" / "study.json").read_text())
+    assert meta["claims"][0]["configs"]["fast"]["pad"] == "mean"
+    rep = subprocess.run(raylab_cmd("report", tmp_path / "res" / "claimed", "--out", tmp_path / "rep"),
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert rep.returncode == 0, rep.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| lr 0.05 beats lr 1e-4"))
+    assert "| yes |" in row and "| 2 |" in row and ("reproduced" in row or "inconclusive at 2 seeds" in row)
+    assert md.index("## The course report's claims") < md.index("## claimed")
+
+
+def test_every_job_file_declares_resolvable_claims():
+    from raylab.sweep_cli import load_job
+
+    course = {}
+    for path in sorted((ROOT / "jobs").glob("*.py")):
+        study = load_job(str(path))
+        for c in study.claims:
+            assert set(c.configs) == set(c.variants()), (path.name, c.text)
+            course[(c.study, c.text)] = c
+    assert len(course) >= 19                                     # the claims issue 12 lists
+    for c in course.values():                                    # the course's augmented runs pad like the report
+        for cfg in c.configs.values():
+            assert cfg["epochs"] in (30, 200) and (not cfg["augment"] or cfg["pad"] == "mean"), c.text
+    swish = course[("lab2_swish", "Swish beats ReLU (BN, lr 0.1)")].configs
+    assert swish["swish"]["lr"] == swish["relu"]["lr"] == 0.1 and swish["relu"]["batchnorm"]
