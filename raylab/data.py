@@ -561,26 +561,37 @@ def _draw_crop_flip(n: int, generator: torch.Generator, *, augment: bool = True,
     return params
 
 
+def _crop_index(params: torch.Tensor, b: int, h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H) rows and (B, W) columns of the padded image that each output pixel reads."""
+    dy, dx, flip = params[:3].to(device)
+    rows = torch.arange(h, device=device).expand(b, h)
+    if len(params) > 3:
+        rows = torch.where(params[3].to(device)[:, None].bool(), rows.flip(1), rows)
+    cols = torch.arange(w, device=device).expand(b, w)
+    return dy[:, None] + rows, dx[:, None] + torch.where(flip[:, None].bool(), cols.flip(1), cols)
+
+
 def _crop_flip(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Pad by PAD with 0, then per image crop at (dy, dx) and maybe mirror: two gathers.
 
     Same distribution as torchvision RandomCrop(H, padding=4) + RandomHorizontalFlip
     (+ RandomVerticalFlip when params has a fourth row). The pad value is 0 in
-    x's units: black on uint8 pixels, the mean colour on normalised ones.
+    x's units: black on uint8 pixels.
     Gathering rows then columns beat one 4-D advanced index ~20x on CPU (~100k vs
     5k images/s, batch 128, 2-core VM).
     """
     b, c, h, w = x.shape
-    dy, dx, flip = params[:3].to(x.device)
+    rows, cols = _crop_index(params, b, h, w, x.device)
     padded = torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD))
-    rows = torch.arange(h, device=x.device).expand(b, h)
-    if len(params) > 3:
-        rows = torch.where(params[3].to(x.device)[:, None].bool(), rows.flip(1), rows)
-    rows = dy[:, None] + rows                                                # (B, H)
-    cols = torch.arange(w, device=x.device).expand(b, w)
-    cols = dx[:, None] + torch.where(flip[:, None].bool(), cols.flip(1), cols)  # (B, W)
     x = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * PAD))
     return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
+def _inside(params: torch.Tensor, b: int, h: int, w: int, device) -> torch.Tensor:
+    """(B, 1, H, W) bool: which output pixels of `_crop_flip` come from the image, not the padding."""
+    rows, cols = _crop_index(params, b, h, w, device)
+    return (((rows >= PAD) & (rows < PAD + h))[:, None, :, None]
+            & ((cols >= PAD) & (cols < PAD + w))[:, None, None, :])
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -618,10 +629,11 @@ def train_batches(x, y, batch_size: int, *, generator: torch.Generator, augment:
     DDP callers want len(x) % world == 0: then every rank gets the same number
     of batches, of the same sizes.
 
-    pad="zero" crops the uint8 images (padding black, ~-2 after normalising);
-    pad="mean" normalises first and crops the float batch, as the course
-    report's transform (Normalize before RandomCrop), so the padding is 0 = the
-    mean colour. Both draw the same random numbers.
+    pad="zero" pads the uint8 images black (~-2 after normalising); pad="mean"
+    gives what the course report's transform gives (Normalize before
+    RandomCrop): padding 0 after normalisation, the mean colour. It crops the
+    uint8 batch too and zeroes the border after normalising, which is 1.3x
+    faster than cropping the 4x larger float batch. Both draw the same numbers.
     """
     rank, world = shard
     if not 0 <= rank < world:
@@ -636,11 +648,13 @@ def train_batches(x, y, batch_size: int, *, generator: torch.Generator, augment:
         if len(idx) == 0:
             continue
         xb = x[idx]
-        if pad == "mean":
-            xb = normalize(xb, mean, std)
         if moved:
-            xb = _crop_flip(xb, params[:, start:start + step][:, rank::world])
-        yield (xb if pad == "mean" else normalize(xb, mean, std)), y[idx]
+            p = params[:, start:start + step][:, rank::world]
+            xb = _crop_flip(xb, p)
+        xb = normalize(xb, mean, std)
+        if moved and pad == "mean":  # as if normalised before padding: the border is 0, the mean colour
+            xb.masked_fill_(~_inside(p, *xb.shape[:1], *xb.shape[2:], xb.device), 0.0)
+        yield xb, y[idx]
 
 
 def eval_batches(x, y, batch_size: int, *, mean, std) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
