@@ -632,8 +632,11 @@ def train_batches(x, y, batch_size: int, *, generator: torch.Generator, augment:
     pad="zero" pads the uint8 images black (~-2 after normalising); pad="mean"
     gives what the course report's transform gives (Normalize before
     RandomCrop): padding 0 after normalisation, the mean colour. It crops the
-    uint8 batch too and zeroes the border after normalising, which is 1.3x
-    faster than cropping the 4x larger float batch. Both draw the same numbers.
+    uint8 batch too and zeroes the border after normalising (bit-identical to
+    normalising first). The extra masked fill makes batching ~0.8x as fast as
+    pad="zero" (bench/pad.py: 0.77-0.79, 2-core VM at load average 30-40;
+    cropping the float batch instead measured 0.78), a few % of a SimpleNN
+    step. Both draw the same random numbers.
     """
     rank, world = shard
     if not 0 <= rank < world:
