@@ -66,9 +66,9 @@ def _reported(study: Study, variants: Sequence[str], refs: References,
     return values, notes
 
 
-def _headline(study: Study, table, reported: Mapping[str, float], course_epochs: int | None) -> str:
+def _headline(study: Study, table, reported: Mapping[str, float], course_epochs: int | None,
+              link: str) -> str:
     """One line for the summary: the best variant, whether the lead is safe, what did not learn."""
-    link = f"[{study.name}](#{heading_id(study.name, {})})"
     if table.empty:
         return f"{link}: no results yet."
     r = rank(table)
@@ -99,9 +99,10 @@ def _headline(study: Study, table, reported: Mapping[str, float], course_epochs:
 
 def _study_section(study: Study, out: Path, colors: Mapping[str, str], refs: References,
                    same_runs: Mapping[tuple[str, str], list[tuple[str, str]]],
-                   level: int = 2, prefix: str | None = None) -> tuple[list[str], str]:
-    """The section's Markdown lines and its one-line headline for the summary; figure files
-    start with `prefix` (default: the study's name)."""
+                   level: int = 2, prefix: str | None = None, link: str | None = None) -> tuple[list[str], str]:
+    """The section's Markdown lines and its one-line headline for the summary (starting with
+    `link`, default: to the study's heading); figure files start with `prefix` (default: its name)."""
+    link = link or f"[{study.name}](#{heading_id(study.name, {})})"
     course_epochs = refs.epochs.get(study.name)
     t = study.trials
     counts = t["status"].value_counts()
@@ -116,7 +117,7 @@ def _study_section(study: Study, out: Path, colors: Mapping[str, str], refs: Ref
         lines += ["**Partial results**: some trials are still running; numbers will change.", ""]
     table = summarize(study)
     if table.empty:
-        return lines + ["No results yet.", ""], _headline(study, table, {}, course_epochs)
+        return lines + ["No results yet.", ""], _headline(study, table, {}, course_epochs, link)
     reported, shared_notes = _reported(study, list(table["variant"]), refs, same_runs)
     lines += [to_markdown(table, reported or None)]
     if reported:
@@ -135,7 +136,7 @@ def _study_section(study: Study, out: Path, colors: Mapping[str, str], refs: Ref
                   + "; ".join(diffs) + ".", ""]
     for name, caption in study_figures(study, out, colors, declared, prefix):
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
-    return lines, _headline(study, table, reported, course_epochs)
+    return lines, _headline(study, table, reported, course_epochs, link)
 
 
 def _difference_text(trials, a: str, b: str) -> str:
@@ -151,10 +152,10 @@ def _short_run_note(course: int | None, epochs: int) -> list[str]:
             f"after {course}, so `best − report` measures the missing epochs as much as the code.", ""]
 
 
-def _combined_intro(study: Study, parts: list[Study]) -> list[str]:
+def _combined_intro(study: Study, parts: list[Study], anchors: Sequence[str]) -> list[str]:
     lines = [f"## {study.name}", "",
              f"Folder `{study.path}` holds a combined sweep of {len(parts)} studies: "
-             + ", ".join(f"[{p.name}](#{heading_id(p.name, {})})" for p in parts)
+             + ", ".join(f"[{p.name}](#{a})" for p, a in zip(parts, anchors))
              + ". Each has its own section below, as its own folder would render.", ""]
     shared = shared_variants(study)
     if shared:
@@ -195,20 +196,30 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [part for study in studies for part in study.split()]
     colors = iter(plots.config_colors(parts))  # one colour per config through the whole report
-    same_runs = {sv: [o for o in g if o != sv] for study in studies
-                 for g in shared_variants(study) for sv in g}
+    claims_lines = _claims_section(studies)
+    seen: dict[str, int] = {}  # heading anchors in page order: a study name met again gets name-1
+    for heading in ("raylab report", "Summary", *claims_lines[:1]):
+        heading_id(heading.lstrip("# "), seen)
     sections, headlines, prefixes = [], [], set()
     for study in studies:
         refs, split = References.of(study), study.split()
+        # Per folder: another folder's identical config is other runs, not these.
+        same_runs = {sv: [o for o in g if o != sv] for g in shared_variants(study) for sv in g}
         if len(split) > 1:
-            sections += _combined_intro(study, split)
-        for part in split:
+            heading_id(study.name, seen)
+        anchors = [heading_id(part.name, seen) for part in split]
+        if len(split) > 1:
+            sections += _combined_intro(study, split, anchors)
+        for part, anchor in zip(split, anchors):
+            folder = Path(str(part.path)).name
+            repeated = anchor != heading_id(part.name, {})
             prefix = slug(part.name)
             if prefix in prefixes:  # a study name met again in another folder: its figures get the folder's name too
-                prefix = slug(f"{Path(str(part.path)).name}_{part.name}")
+                prefix = slug(f"{folder}_{part.name}")
             prefixes.add(prefix)
+            link = f"[{part.name}{f' ({folder})' if repeated else ''}](#{anchor})"
             lines, headline = _study_section(part, out_dir, next(colors), refs, same_runs,
-                                             level=2 if len(split) == 1 else 3, prefix=prefix)
+                                             level=2 if len(split) == 1 else 3, prefix=prefix, link=link)
             sections += lines
             headlines.append(headline)
     lines = ["# raylab report", "",
@@ -217,7 +228,7 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
              "Numbers are mean ± std over seeds (sample std, ddof=1); `(n=1)` marks a single run, "
              "which gives no spread. Accuracies are fractions of the validation split.", "",
              "## Summary", "", *(f"- {h}" for h in headlines), ""]
-    lines += _claims_section(studies) + sections
+    lines += claims_lines + sections
     md = out_dir / "report.md"
     md.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     if fmt == "html":

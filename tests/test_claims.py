@@ -6,6 +6,7 @@ clear difference, no difference, too few seeds.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -242,6 +243,18 @@ def test_report_puts_the_claims_table_after_the_summary(tmp_path):
     assert "| 3 | contradicted |" in rows[1]
     assert "| 0.7200 | -0.010 |" in md                       # the `report` column, from study.json
     assert (tmp_path / "out" / "toy_pair_b_vs_a.png").exists()  # the pair, from study.json
+
+
+def test_a_study_name_in_two_folders_keeps_its_figures_and_links_apart(tmp_path):
+    st = toy(reported={"a": 0.72})
+    first = write(tmp_path / "run1", st, {"a": [0.70, 0.71], "b": [0.60, 0.61]})
+    again = write(tmp_path / "run2", st, {"a": [0.50, 0.52], "b": [0.40, 0.41]})
+    md = write_report([str(first), str(again)], str(tmp_path / "out")).read_text()
+    figures = re.findall(r"\]\(([^)]+\.png)\)", md)
+    assert len(figures) == len(set(figures)) and all((tmp_path / "out" / f).exists() for f in figures)
+    assert {"toy_learning_curves.png", "toy_toy_learning_curves.png"} <= set(figures)
+    summary = md.split("## Summary")[1].split("\n## ")[0]
+    assert "[toy](#toy)" in summary and "[toy (toy)](#toy-1)" in summary  # GitHub's anchor of the 2nd "## toy"
 
 
 def test_analysis_imports_neither_torch_nor_ray():
