@@ -15,97 +15,35 @@ study, each rendered as that study's own folder would be (its variants, swept
 fields, figures prefixed by its name, its `report` column), after a short
 intro naming the runs shared between studies.
 
-The course report's numbers live in REPORTED, keyed by (study, variant). The
-exact names expected (name job variants like this to get the `report` column):
-
-    study            variant       course report
-    lab1_simplenn    baseline      0.6606
-    lab1_simplenn    step-decay    0.6576
-    lab2_augment     augment       0.7122
-    lab2_batchnorm   bn            0.7144   (BN at the default lr; "bn+lr=0.1" is not it)
-    lab2_swish       swish         0.7258
-    lab3_resnet20    resnet20      0.924
-
-Matching is tolerant: case, "_" / "-" / spaces are ignored, a few aliases map
-to these names (VARIANT_ALIASES: "step", "decay", "augmented", "batchnorm",
-"silu", "resnet-20", ...), and in the combined `assignment` study (or any
-variant written "lab2_swish/swish") the variant alone picks the entry.
+The course report's side comes from study.json, where the job files put it
+(`Study(reported=..., reported_epochs=..., pairs=..., claims=...)`): the
+report's value per (study, variant) for the `report` column
+(`analysis.references`), the pairs drawn side by side, and the claims, whose
+verdicts (`analysis.claims`) follow the summary as a table. Nothing about the
+course is written here. When a study name repeats across folders, the later
+one's figure files also carry its folder's name.
 """
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from raylab.claim import ClaimError
 from raylab.results import ResultsError
 from raylab.storage import is_uri
 
-from . import plots
+from . import claims, plots
 from .load import Study, StudyError, load_study, shared_variants
 from .order import variant_order
-from .report_figures import study_figures
+from .references import References
+from .report_figures import slug, study_figures
 from .report_html import heading_id, markdown_to_html
 from .summary import difference, fmt_pm, rank, summarize, to_markdown
 
-REPORTED: dict[tuple[str, str], float] = {
-    ("lab1_simplenn", "baseline"): 0.6606,
-    ("lab1_simplenn", "step-decay"): 0.6576,
-    ("lab2_augment", "augment"): 0.7122,
-    ("lab2_batchnorm", "bn"): 0.7144,
-    ("lab2_swish", "swish"): 0.7258,
-    ("lab3_resnet20", "resnet20"): 0.924,
-}
-# Epochs behind each course-report number: a shorter reproduction is labelled as such.
-REPORTED_EPOCHS = {"lab1_simplenn": 30, "lab2_augment": 30, "lab2_batchnorm": 30, "lab2_swish": 30,
-                   "lab3_resnet20": 200}
-VARIANT_ALIASES = {
-    "base": "baseline", "default": "baseline",
-    "step": "step-decay", "decay": "step-decay", "stepdecay": "step-decay", "step-lr": "step-decay",
-    "lr-decay": "step-decay", "step-10-0.9": "step-decay",
-    "aug": "augment", "augmented": "augment", "augmentation": "augment",
-    "batchnorm": "bn", "batch-norm": "bn", "bn-relu": "bn",
-    "silu": "swish",
-    "resnet-20": "resnet20",
-}
-COMBINED_STUDIES = frozenset({"assignment"})  # studies holding several labs' variants
-# Pairs drawn side by side when both variants are in a study: (a, b) shows b − a.
-PAIRS = [("lr=0.1", "bn+lr=0.1"), ("baseline", "bn"), ("baseline", "swish"), ("relu", "swish"),
-         ("baseline", "augment"), ("no-augment", "augment"), ("l2", "l1")]
-
-
-def _norm_study(name: str) -> str:
-    return re.sub(r"[\s\-_]+", "_", str(name).strip().lower())
-
-
-def _norm_variant(name: str) -> str:
-    v = re.sub(r"[\s_\-]+", "-", str(name).strip().lower())
-    return VARIANT_ALIASES.get(v, v)
-
-
-_BY_STUDY = {(_norm_study(s), _norm_variant(v)): val for (s, v), val in REPORTED.items()}
-
-
-def reported_value(study: str, variant: str) -> float | None:
-    """The course report's value for this (study, variant), or None; see the module docstring."""
-    s, v = _norm_study(study), str(variant)
-    if "/" in v or ":" in v:  # "lab2_swish/swish" inside a combined study
-        prefix, v = re.split(r"[/:]", v, maxsplit=1)
-        hit = _BY_STUDY.get((_norm_study(prefix), _norm_variant(v)))
-        if hit is not None:
-            return hit
-    v = _norm_variant(v)
-    if (s, v) in _BY_STUDY:
-        return _BY_STUDY[(s, v)]
-    if s in COMBINED_STUDIES:
-        hits = [val for (_, rv), val in _BY_STUDY.items() if rv == v]
-        return hits[0] if len(hits) == 1 else None
-    return None
-
-
 # ------------------------------------------------------------------ report
-def _reported(study: Study, variants: Sequence[str],
+def _reported(study: Study, variants: Sequence[str], refs: References,
               same_runs: Mapping[tuple[str, str], list[tuple[str, str]]]) -> tuple[dict, list[str]]:
     """variant -> course-report value, own or via a variant that is the same runs; and notes saying so.
 
@@ -115,12 +53,12 @@ def _reported(study: Study, variants: Sequence[str],
     """
     values, notes = {}, []
     for v in variants:
-        own = reported_value(study.name, v)
+        own = refs.value(study.name, v)
         if own is not None:
             values[v] = own
             continue
         for s, other in same_runs.get((study.name, v), []):
-            hit = reported_value(s, other)
+            hit = refs.value(s, other)
             if hit is not None:
                 values[v] = hit
                 notes.append(f"`{v}` is the same runs as `{s}/{other}`: its `report` value is that one's.")
@@ -128,9 +66,9 @@ def _reported(study: Study, variants: Sequence[str],
     return values, notes
 
 
-def _headline(study: Study, table, reported: Mapping[str, float]) -> str:
+def _headline(study: Study, table, reported: Mapping[str, float], course_epochs: int | None,
+              link: str) -> str:
     """One line for the summary: the best variant, whether the lead is safe, what did not learn."""
-    link = f"[{study.name}](#{heading_id(study.name, {})})"
     if table.empty:
         return f"{link}: no results yet."
     r = rank(table)
@@ -140,7 +78,7 @@ def _headline(study: Study, table, reported: Mapping[str, float]) -> str:
         return f"{link}: no trial has a finite result yet."
     best = fmt_pm(top["best_val_acc_mean"], top["best_val_acc_std"], top["n_seeds"])
     course = f" (course report: {reported[r.order[0]]:.4f})" if r.order[0] in reported else ""
-    epochs, course_epochs = int(top["epochs_run_max"]), REPORTED_EPOCHS.get(_norm_study(study.name))
+    epochs = int(top["epochs_run_max"])
     if course and course_epochs and epochs < course_epochs:
         course = f" after {epochs} epochs (course report: {reported[r.order[0]]:.4f} after {course_epochs})"
     if len(r.order) == 1:
@@ -159,10 +97,13 @@ def _headline(study: Study, table, reported: Mapping[str, float]) -> str:
     return line
 
 
-def _study_section(study: Study, out: Path, colors: Mapping[str, str],
+def _study_section(study: Study, out: Path, colors: Mapping[str, str], refs: References,
                    same_runs: Mapping[tuple[str, str], list[tuple[str, str]]],
-                   level: int = 2) -> tuple[list[str], str]:
-    """The section's Markdown lines and its one-line headline for the summary."""
+                   level: int = 2, prefix: str | None = None, link: str | None = None) -> tuple[list[str], str]:
+    """The section's Markdown lines and its one-line headline for the summary (starting with
+    `link`, default: to the study's heading); figure files start with `prefix` (default: its name)."""
+    link = link or f"[{study.name}](#{heading_id(study.name, {})})"
+    course_epochs = refs.epochs.get(study.name)
     t = study.trials
     counts = t["status"].value_counts()
     status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trials yet"
@@ -176,25 +117,26 @@ def _study_section(study: Study, out: Path, colors: Mapping[str, str],
         lines += ["**Partial results**: some trials are still running; numbers will change.", ""]
     table = summarize(study)
     if table.empty:
-        return lines + ["No results yet.", ""], _headline(study, table, {})
-    reported, shared_notes = _reported(study, list(table["variant"]), same_runs)
+        return lines + ["No results yet.", ""], _headline(study, table, {}, course_epochs, link)
+    reported, shared_notes = _reported(study, list(table["variant"]), refs, same_runs)
     lines += [to_markdown(table, reported or None)]
     if reported:
         lines += ["`report`: the single-run value the course report gave for this variant (– where it "
                   "gave none); `best − report`: the reproduced best val acc (mean over seeds) minus the "
                   "report's best val acc. " + " ".join(shared_notes), ""]
-        lines += _short_run_note(study.name, int(table["epochs_run_max"].max()))
+        lines += _short_run_note(course_epochs, int(table["epochs_run_max"].max()))
     lines += [rank(table).note, ""]
-    pairs = [(a, b) for a, b in PAIRS if a in study.variants and b in study.variants]
+    declared = refs.pairs.get(study.name, [])
+    pairs = [(a, b) for a, b in declared if a in study.variants and b in study.variants]
     if not pairs and len(study.variants) == 2:  # two named variants: their difference is the point
         pairs = [tuple(variant_order(t, study.swept))]
     diffs = [_difference_text(t, a, b) for a, b in pairs]
     if diffs:
         lines += ["Differences in best val acc (mean difference ± √(sa²+sb²) over seeds): "
                   + "; ".join(diffs) + ".", ""]
-    for name, caption in study_figures(study, out, colors, PAIRS):
+    for name, caption in study_figures(study, out, colors, declared, prefix):
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
-    return lines, _headline(study, table, reported)
+    return lines, _headline(study, table, reported, course_epochs, link)
 
 
 def _difference_text(trials, a: str, b: str) -> str:
@@ -203,18 +145,17 @@ def _difference_text(trials, a: str, b: str) -> str:
     return f"`{b}` − `{a}` = {d['mean']:+.3f}{spread}"
 
 
-def _short_run_note(study: str, epochs: int) -> list[str]:
-    course = REPORTED_EPOCHS.get(_norm_study(study))
+def _short_run_note(course: int | None, epochs: int) -> list[str]:
     if course is None or epochs >= course:
         return []
     return [f"**Short run**: these trials trained {epochs} epochs; the course report's value comes "
             f"after {course}, so `best − report` measures the missing epochs as much as the code.", ""]
 
 
-def _combined_intro(study: Study, parts: list[Study]) -> list[str]:
+def _combined_intro(study: Study, parts: list[Study], anchors: Sequence[str]) -> list[str]:
     lines = [f"## {study.name}", "",
              f"Folder `{study.path}` holds a combined sweep of {len(parts)} studies: "
-             + ", ".join(f"[{p.name}](#{heading_id(p.name, {})})" for p in parts)
+             + ", ".join(f"[{p.name}](#{a})" for p, a in zip(parts, anchors))
              + ". Each has its own section below, as its own folder would render.", ""]
     shared = shared_variants(study)
     if shared:
@@ -224,11 +165,26 @@ def _combined_intro(study: Study, parts: list[Study]) -> list[str]:
     return lines
 
 
+def _claims_section(studies: Sequence[Study]) -> list[str]:
+    verdicts = claims.evaluate(studies)
+    if not verdicts:
+        return []
+    return ["## The course report's claims", "",
+            "Each claim is declared next to its study in `jobs/` and tested on every completed trial "
+            "with the declared config, from all folders above (one value per seed). `ours`: means and "
+            "the difference with its 95% confidence interval over seeds (Welch's t; one-sample t "
+            "against a threshold). *reproduced*: the interval lies on the claimed side of 0 (or of "
+            "the threshold); *contradicted*: on the other side; *inconclusive at n seeds* otherwise, "
+            "with the seeds per variant that would call it if the spread and the difference stayed "
+            "as observed.", "", *claims.to_markdown(verdicts), ""]
+
+
 def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     """Write report.md (and report.html when fmt == "html") with figures into `out`; returns report.md.
 
     Layout: title and how to regenerate; `## Summary` (one line per study
-    with its headline result); then one section per study. Raises StudyError
+    with its headline result); the claims table (when any study declares
+    claims); then one section per study. Raises StudyError
     (one line) when a folder is not a study.
     """
     if fmt not in ("md", "html"):
@@ -240,16 +196,30 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [part for study in studies for part in study.split()]
     colors = iter(plots.config_colors(parts))  # one colour per config through the whole report
-    same_runs = {sv: [o for o in g if o != sv] for study in studies
-                 for g in shared_variants(study) for sv in g}
-    sections, headlines = [], []
+    claims_lines = _claims_section(studies)
+    seen: dict[str, int] = {}  # heading anchors in page order: a study name met again gets name-1
+    for heading in ("raylab report", "Summary", *claims_lines[:1]):
+        heading_id(heading.lstrip("# "), seen)
+    sections, headlines, prefixes = [], [], set()
     for study in studies:
-        split = study.split()
+        refs, split = References.of(study), study.split()
+        # Per folder: another folder's identical config is other runs, not these.
+        same_runs = {sv: [o for o in g if o != sv] for g in shared_variants(study) for sv in g}
         if len(split) > 1:
-            sections += _combined_intro(study, split)
-        for part in split:
-            lines, headline = _study_section(part, out_dir, next(colors), same_runs,
-                                             level=2 if len(split) == 1 else 3)
+            heading_id(study.name, seen)
+        anchors = [heading_id(part.name, seen) for part in split]
+        if len(split) > 1:
+            sections += _combined_intro(study, split, anchors)
+        for part, anchor in zip(split, anchors):
+            folder = Path(str(part.path)).name
+            repeated = anchor != heading_id(part.name, {})
+            prefix = slug(part.name)
+            if prefix in prefixes:  # a study name met again in another folder: its figures get the folder's name too
+                prefix = slug(f"{folder}_{part.name}")
+            prefixes.add(prefix)
+            link = f"[{part.name}{f' ({folder})' if repeated else ''}](#{anchor})"
+            lines, headline = _study_section(part, out_dir, next(colors), refs, same_runs,
+                                             level=2 if len(split) == 1 else 3, prefix=prefix, link=link)
             sections += lines
             headlines.append(headline)
     lines = ["# raylab report", "",
@@ -258,8 +228,7 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
              "Numbers are mean ± std over seeds (sample std, ddof=1); `(n=1)` marks a single run, "
              "which gives no spread. Accuracies are fractions of the validation split.", "",
              "## Summary", "", *(f"- {h}" for h in headlines), ""]
-    # The claims section (analysis.claims) goes here: right after the summary, before the studies.
-    lines += sections
+    lines += claims_lines + sections
     md = out_dir / "report.md"
     md.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     if fmt == "html":
@@ -288,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or _default_out(args.study_dirs[0])
     try:
         path = write_report(args.study_dirs, out, args.format)
-    except ResultsError as exc:
+    except (ResultsError, ClaimError) as exc:
         print(f"raylab report: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

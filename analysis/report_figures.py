@@ -32,9 +32,10 @@ def figure_pairs(variants: Sequence[str], pairs: Sequence[tuple[str, str]]) -> l
 
 
 def study_figures(study: Study, out: Path, colors: Mapping[str, str],
-                  pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Draw and save the study's figures into `out`; returns (file name, caption) pairs."""
-    name, made = slug(study.name), []
+                  pairs: Sequence[tuple[str, str]], prefix: str | None = None) -> list[tuple[str, str]]:
+    """Draw and save the study's figures into `out` as PREFIX_*.png (default prefix: the study's
+    name); returns (file name, caption) pairs."""
+    name, made = prefix or slug(study.name), []
     variants, m, t, w = study.variants, study.metrics, study.trials, study.weights
 
     def keep(fig, stem: str, caption: str) -> None:

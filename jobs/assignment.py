@@ -7,7 +7,8 @@ from raylab import combine
 
 HERE = Path(__file__).resolve().parent
 PARTS = ["lab1_simplenn", "lab2_augment", "lab2_batchnorm", "lab2_swish", "lab2_lr_sweep",
-         "lab2_l2_sweep", "lab2_l1_vs_l2", "lab3_resnet20"]
+         "lab2_lr_sweep_pipeline", "lab2_l2_sweep", "lab2_l2_sweep_pipeline", "lab2_l1_vs_l2",
+         "lab2_l1_strength", "lab2_vflip", "lab2_depthwise", "lab3_resnet20"]
 
 
 def _study(name):

@@ -11,6 +11,9 @@ def __getattr__(name: str):
     if name in ("Study", "grid", "variant", "combine"):
         from raylab import study
         return getattr(study, name)
+    if name == "Claim":
+        from raylab.claim import Claim
+        return Claim
     if name == "TrialConfig":
         from raylab.config import TrialConfig
         return TrialConfig

@@ -284,7 +284,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from raylab.models import MODELS, build_model, format_summary, model_summary
+    from raylab.models import MODELS, build_model
+    from raylab.summary import format_summary, model_summary
 
     names = [args.name] if args.name else list(MODELS)
     for name in names:

@@ -21,13 +21,14 @@ from raylab.errors import ConfigError  # noqa: F401  (a kind of UserError; raise
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the report's normalisation
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
-MODELS = ("simplenn", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")  # models.py registers each
+MODELS = ("simplenn", "simplenn_dw", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")  # models.py registers each
 ACTIVATIONS = ("relu", "swish", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "step", "multistep", "cosine")
 REGULARIZE = ("all", "weights")
 DEVICES = ("auto", "cpu", "cuda")
 SHORTCUTS = ("A", "B")
+PADS = ("zero", "mean")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,10 @@ class TrialConfig:
     data_root: str = "data"            # where cifar10 lives and decoded caches go
     download: bool = True              # cifar10: fetch through torchvision when missing
     val_holdout: int = 0               # images held out of train for validation; 0 = use the test split
-    augment: bool = False              # random crop (zero padding 4) + horizontal flip, per image
+    augment: bool = False              # random crop (padding 4) + horizontal flip, per image
+    pad: str = "zero"                  # augment's padding: zero = black pixels (torchvision's usual recipe);
+                                       # mean = normalise first, then pad with 0 = the mean colour (the course report)
+    vflip: bool = False                # also flip vertically with p = 0.5 (with or without augment)
     mean: tuple[float, ...] = CIFAR_MEAN  # per-channel normalisation, on [0, 1] pixels
     std: tuple[float, ...] = CIFAR_STD
     # --- optimisation
@@ -104,6 +108,7 @@ class TrialConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("regularize", self.regularize, REGULARIZE)
         _choice("device", self.device, DEVICES)
+        _choice("pad", self.pad, PADS)
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("eval_batch_size", self.eval_batch_size, 1)

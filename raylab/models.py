@@ -5,10 +5,11 @@ pytorch_resnet_cifar10 `resnet.py`.
 
 Parameter counts (exact ones recounted by `python -m raylab.models` and by
 tests/test_models.py; "paper" is He et al. Table 6) and multiply-accumulates
-per 3x32x32 image (counted by `model_summary`, 10 classes):
+per 3x32x32 image (counted by `raylab.summary.model_summary`, 10 classes):
 
     name       layers  params (A)  params (B)   paper   MACs (A)
     simplenn        5      82,030           -       -     0.72M
+    simplenn_dw     5      80,588           -       -    0.186M
     resnet20       20     269,722     272,474   0.27M     40.6M
     resnet32       32     464,154     466,906   0.46M     68.9M
     resnet44       44     658,586     661,338   0.66M     97.2M
@@ -19,6 +20,14 @@ Option B's 1x1 projections add 16*32 + 32*64 weights and 2*(32+64) BN
 scale/shift = 2,752 parameters; SimpleNN's batchnorm adds 2*(8+16) = 48.
 SimpleNN params by hand: conv1 8*3*25+8 = 608, conv2 16*8*9+16 = 1,168,
 fc1 576*120+120 = 69,240, fc2 120*84+84 = 10,164, fc3 84*10+10 = 850.
+
+simplenn_dw replaces each conv by a depthwise-separable pair (MobileNet, Howard
+et al. 2017): a kxk conv per input channel (groups = in) then a 1x1 conv, both
+with bias: conv1 3*25+3 + 3*8+8 = 110, conv2 8*9+8 + 8*16+16 = 224 params.
+MACs: conv1 (3*25 + 3*8) * 28*28 = 77,616, conv2 (8*9 + 8*16) * 12*12 = 28,800;
+the convs cost 106,416 against 636,288 (6.0x fewer; the k*k = 9x and 25x limits
+need many output channels: a separable kxk conv costs 1/C_out + 1/k^2 of a full
+one), the whole model 186,456 against 716,328 (3.8x: the fc layers are unchanged).
 
 SimpleNN MACs by hand (no padding, stride 1, 2x2 max pools):
     conv1  8*3*5*5   * 28*28 = 470,400
@@ -43,9 +52,7 @@ only matters to ResNets.
 """
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -53,6 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raylab import config
+from raylab.summary import model_summary
 
 SHORTCUTS = config.SHORTCUTS
 
@@ -99,12 +107,13 @@ class SimpleNN(nn.Module):
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3,
-                 batchnorm: bool = False, activation: str = "relu"):
+                 batchnorm: bool = False, activation: str = "relu", depthwise: bool = False):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 8, 5)
+        conv = _separable if depthwise else nn.Conv2d
+        self.conv1 = conv(in_channels, 8, 5)
         self.bn1 = nn.BatchNorm2d(8) if batchnorm else nn.Identity()
         self.act1 = make_activation(activation)
-        self.conv2 = nn.Conv2d(8, 16, 3)
+        self.conv2 = conv(8, 16, 3)
         self.bn2 = nn.BatchNorm2d(16) if batchnorm else nn.Identity()
         self.act2 = make_activation(activation)
         self.pool = nn.MaxPool2d(2)
@@ -124,6 +133,12 @@ class SimpleNN(nn.Module):
         x = torch.flatten(x, 1)
         x = self.act4(self.fc2(self.act3(self.fc1(x))))
         return self.fc3(x)
+
+
+def _separable(in_channels: int, out_channels: int, k: int) -> nn.Sequential:
+    """Depthwise kxk (one filter per input channel) then pointwise 1x1: same output shape as Conv2d(in, out, k)."""
+    return nn.Sequential(nn.Conv2d(in_channels, in_channels, k, groups=in_channels),
+                         nn.Conv2d(in_channels, out_channels, 1))
 
 
 # ----------------------------------------------------------------------------
@@ -241,6 +256,11 @@ def simplenn(*, shortcut: str = "A", **kw) -> SimpleNN:
     return SimpleNN(**kw)
 
 
+def simplenn_dw(*, shortcut: str = "A", **kw) -> SimpleNN:
+    """SimpleNN with depthwise-separable convolutions (the course report's MACs question)."""
+    return SimpleNN(depthwise=True, **kw)
+
+
 # ----------------------------------------------------------------------------
 # Registry: the only way a name becomes a model (config.py validates against it)
 
@@ -259,68 +279,6 @@ def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3,
         raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}")
     return MODELS[name](num_classes=num_classes, in_channels=in_channels,
                         batchnorm=batchnorm, activation=activation, shortcut=shortcut)
-
-
-# ----------------------------------------------------------------------------
-# Summary: parameter table and multiply-accumulates
-
-@dataclass
-class ModelSummary:
-    name: str
-    params: list[tuple[str, tuple[int, ...]]]  # (parameter name, shape), in registration order
-    n_params: int                              # trainable and frozen parameters (not BN buffers)
-    macs: int                                  # multiply-accumulates per image, conv + linear only
-
-
-def model_summary(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
-              name: str = "") -> ModelSummary:
-    """Parameter shapes and MACs per image, from one forward pass on a zero
-    image in eval mode (so BN running stats are untouched); each module's
-    training flag is restored afterwards."""
-    macs = 0
-
-    def count(m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(m, nn.Conv2d):  # each output element: in/groups * kh * kw MACs
-            kh, kw = m.kernel_size
-            macs += out.numel() * (m.in_channels // m.groups) * kh * kw
-        elif isinstance(m, nn.Linear):
-            macs += out.numel() * m.in_features
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if isinstance(m, (nn.Conv2d, nn.Linear))]
-    modes = {m: m.training for m in model.modules()}
-    first = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape,  # batch of one, so the counts are per image
-                    device=first.device if first is not None else None,
-                    dtype=first.dtype if first is not None else None)
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        for m, mode in modes.items():
-            m.training = mode
-    params = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
-    return ModelSummary(name=name or type(model).__name__, params=params,
-                        n_params=sum(p.numel() for p in model.parameters()), macs=macs)
-
-
-def format_summary(s: ModelSummary) -> str:
-    """A table for `raylab models`: name, shape, count per parameter; then totals."""
-    rows = [(n, "x".join(map(str, shape)), f"{math.prod(shape):,}") for n, shape in s.params]
-    w0 = max([len("parameter")] + [len(r[0]) for r in rows])
-    w1 = max([len("shape")] + [len(r[1]) for r in rows])
-    w2 = max([len("count"), len(f"{s.n_params:,}")] + [len(r[2]) for r in rows])
-    lines = [s.name, f"{'parameter':<{w0}}  {'shape':<{w1}}  {'count':>{w2}}",
-             "-" * (w0 + w1 + w2 + 4)]
-    lines += [f"{n:<{w0}}  {shape:<{w1}}  {c:>{w2}}" for n, shape, c in rows]
-    lines.append("-" * (w0 + w1 + w2 + 4))
-    macs = f"{s.macs / 1e6:.{2 if s.macs < 1e6 else 1}f}M"  # SimpleNN's 0.72M, not 0.7M
-    lines.append(f"params {s.n_params:,} ({s.n_params / 1e6:.2f}M)   MACs/image {s.macs:,} ({macs})")
-    return "\n".join(lines)
 
 
 def docstring_table() -> dict[str, tuple[int, int | None, int]]:

@@ -17,6 +17,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable
 
+from raylab.claim import Claim, ClaimError
 from raylab.config import HIDDEN_FIELDS, ConfigError, TrialConfig
 
 # Short names that read well in legends; booleans appear only when True.
@@ -100,6 +101,11 @@ class Study:
     seeds: int | list[int] = 1
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # command-line run options: beat every variant
+    # The course report's side, carried into study.json for analysis (never hard-coded there):
+    claims: list[Claim] = field(default_factory=list)      # statements the study tests
+    reported: dict[str, float] = field(default_factory=dict)  # variant -> the report's best val acc
+    reported_epochs: int | None = None                     # epochs behind those numbers
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b) drawn side by side: b - a
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -111,6 +117,7 @@ class Study:
                               "name them with variant(name=...)")
         if not self.variants:
             raise ConfigError(f"study {self.name} has no variants")
+        self.claims = [c if c.configs else self._resolve(c) for c in self.claims]
 
     @property
     def seed_list(self) -> list[int]:
@@ -118,8 +125,8 @@ class Study:
 
     def with_options(self, *, seeds: int | None = None, **options: Any) -> "Study":
         """A copy with run options forced on every trial (--epochs, --data, --seeds ...)."""
-        return Study(self.name, self.variants, self.base, self.seeds if seeds is None else seeds,
-                     self.description, {**self.options, **options})
+        return dataclasses.replace(self, seeds=self.seeds if seeds is None else seeds,
+                                   options={**self.options, **options})
 
     def trials(self) -> list[Trial]:
         """Every variant-seed pair, validated now so a typo fails before Ray starts."""
@@ -149,12 +156,50 @@ class Study:
                "variants": [key(v) for v in self.variants], "seeds": self.seed_list,
                "base": self.base, "options": self.options,
                "overrides": {key(v): v.overrides for v in self.variants}}
+        out["claims"] = [c.to_dict() for c in self.claims]
+        out["reported"] = [{"study": st, "variant": v, "value": val, "epochs": ep, "config": cfg}
+                           for st, v, val, ep, cfg in self.reported_values()]
+        out["pairs"] = [{"study": st, "a": a, "b": b} for st, a, b in self.pair_list()]
         parts = list(dict.fromkeys(v.study for v in self.variants if v.study))
         if parts:
             out["studies"] = [{"name": p, "variants": [v.name for v in self.variants if v.study == p],
                                "swept": Study(p, [v for v in self.variants if v.study == p]).swept()}
                               for p in parts]
         return out
+
+    def reported_values(self) -> list[tuple[str, str, float, int | None, dict[str, Any]]]:
+        """(study, variant, the course report's value, its epochs, the variant's config): the value
+        is shown next to trials of that config only. A combined study holds its parts'."""
+        return [(self.name, v, val, self.reported_epochs, self.variant_config(self.name, v))
+                for v, val in self.reported.items()]
+
+    def pair_list(self) -> list[tuple[str, str, str]]:
+        return [(self.name, a, b) for a, b in self.pairs]
+
+    def _resolve(self, c: Claim) -> Claim:
+        """Fix the claim's study, its `among` (best: every other variant) and each variant's
+        config now, so --only/--skip, which drop variants, never change what it compares."""
+        study = c.study or self.name
+        mine = [v for v in self.variants if (v.study or self.name) == study]
+        among = c.among or (tuple(v.name for v in mine if v.name != c.a) if c.kind == "best" else ())
+        c = _replace(c, study=study, among=among)
+        for name in c.variants():
+            if not any(v.name == name for v in mine):
+                raise ClaimError(f"study {study}: claim '{c.text}' names variant '{name}', which the study "
+                                 f"does not have: use one of {[v.name for v in mine]}")
+        return _replace(c, configs={name: self.variant_config(study, name) for name in c.variants()})
+
+    def variant_config(self, study: str, name: str) -> dict[str, Any]:
+        """What makes a variant's trials the same experiment: its full config less the run
+        fields (epochs kept), and less `pad` without augment (the padding exists only in crops)."""
+        v = next(v for v in self.variants if (v.study or self.name, v.name) == (study, name))
+        cfg = TrialConfig.from_dict({**self.base, **v.overrides}).to_dict()
+        inert = set() if cfg["augment"] else {"pad"}
+        return {k: val for k, val in cfg.items() if (k not in RUN_FIELDS or k == "epochs") and k not in inert}
+
+
+def _replace(c: Claim, **changes: Any) -> Claim:
+    return dataclasses.replace(c, **changes)
 
 
 def _merge_identical(trials: list[Trial]) -> list[Trial]:
@@ -179,7 +224,20 @@ def combine(name: str, studies: list[Study], description: str = "") -> Study:
     once), and `analysis` reads the combined folder as several studies.
     """
     variants = [Variant(v.name, {**s.base, **v.overrides}, study=s.name) for s in studies for v in s.variants]
-    return Study(name, variants, seeds=studies[0].seeds if studies else 1, description=description)
+    return _Combined(name, variants, seeds=studies[0].seeds if studies else 1, description=description,
+                     claims=[c for s in studies for c in s.claims], parts=list(studies))
+
+
+@dataclass
+class _Combined(Study):
+    """combine()'s result: also carries its parts' reported values and pairs."""
+    parts: list[Study] = field(default_factory=list)
+
+    def reported_values(self) -> list[tuple[str, str, float, int | None, dict[str, Any]]]:
+        return [r for s in self.parts for r in s.reported_values()]
+
+    def pair_list(self) -> list[tuple[str, str, str]]:
+        return [p for s in self.parts for p in s.pair_list()]
 
 
 def select(study: Study, only: list[str], skip: list[str]) -> Study:
@@ -219,3 +277,4 @@ def load_job(path: str) -> Study:
             raise ConfigError(f"job file {path} defines no study: bind one to STUDY = Study(...)")
         study = found[0]
     return study
+

@@ -8,8 +8,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raylab.models import (ACTIVATIONS, MODELS, PadShortcut, ResNet, build_model,
-                           docstring_table, format_summary, make_activation)
-from raylab.models import model_summary as summarize
+                           docstring_table, make_activation)
+from raylab.summary import format_summary
+from raylab.summary import model_summary as summarize
 
 RESNETS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
