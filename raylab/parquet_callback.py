@@ -1,4 +1,7 @@
-"""Driver side of a sweep: reported epochs -> the three Parquet tables, kept fresh."""
+"""Driver side of a sweep: reported epochs -> the three Parquet tables, kept fresh.
+
+Each flush appends only what is new (raylab/parts.py); the sweep's end compacts.
+"""
 from __future__ import annotations
 
 import time
@@ -56,8 +59,11 @@ class ParquetCallback(Callback):
             else:
                 self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(result["epoch"]),
                                                    restarts=int(result.get("restarts", 0)),
-                                                   wall_seconds=result.get("time_total_s")))
-        self._flush(force=final)
+                                                   wall_seconds=result.get("time_total_s"),
+                                                   **running_best(self.writer.trials.get(meta["trial_id"]), result)))
+        # No forced flush at a trial's end: Tune saves its experiment state only after
+        # get_state (below) has flushed, so a resume never believes more than is on disk.
+        self._flush()
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = "trial failed; see its error.txt in the tune/ folder"
@@ -73,21 +79,29 @@ class ParquetCallback(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         for trial in trials:  # stopped early by a scheduler (ASHA): no final report came
             for meta in _metas(trial):
-                tid = meta["trial_id"]
-                row = self.writer.trials.get(tid)
+                row = self.writer.trials.get(meta["trial_id"])
                 if row and row.get("status") == "running" and trial.status == "TERMINATED":
-                    epochs = sorted((r for (t, _), r in self.writer.metrics.items() if t == tid),
-                                    key=lambda r: r["epoch"])
-                    best = max(epochs, key=lambda r: r["val_acc"])
-                    self.writer.set_trial({"trial_id": tid, "status": "stopped", "best_val_acc": best["val_acc"],
-                                           "best_epoch": best["epoch"], "final_val_acc": epochs[-1]["val_acc"]})
-        self._flush(force=True)
+                    self.writer.set_trial({"trial_id": meta["trial_id"], "status": "stopped"})
+        self.writer.close()  # the sweep's parts merged into the three files
 
     def _flush(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_flush >= self.flush_seconds:
             self.writer.flush()
             self._last_flush = now
+
+
+def running_best(previous: dict | None, result: dict) -> dict:
+    """best / final val acc of a running trial, kept up to date from its reports so far
+    (the driver holds no epoch rows: readers take these as written)."""
+    acc, epoch = result.get("val_acc"), int(result["epoch"])
+    best, best_epoch = (previous or {}).get("best_val_acc"), (previous or {}).get("best_epoch")
+    ran = (previous or {}).get("epochs_run")
+    if ran is not None and ran >= epoch and best_epoch is not None and best_epoch >= epoch:
+        best = best_epoch = None  # that best came from an epoch this attempt replays
+    if acc is not None and acc == acc and (best is None or best != best or acc > best):
+        best, best_epoch = float(acc), epoch
+    return {"best_val_acc": best, "best_epoch": best_epoch, "final_val_acc": acc}
 
 
 def _metas(trial) -> list[dict]:

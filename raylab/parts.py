@@ -1,0 +1,246 @@
+"""Append-only Parquet parts of a study folder: written per flush, resolved by key on read,
+compacted into the three files of the contract.
+
+    STUDY/metrics.parquet                                compacted: today's contract
+    STUDY/parts/metrics/L0-0000000012-0000000012.parquet rows of flush 12, not compacted yet
+    STUDY/parts/metrics/L1-0000000000-0000000015.parquet flushes 0..15, merged
+
+A part is named L<level>-<first flush>-<last flush>; the numbers are zero padded, so
+name order is write order for any reader that lists the folder (pyarrow datasets,
+DuckDB `read_parquet('STUDY/parts/metrics/*.parquet', filename=true)`, Spark). Each
+part is one atomic write (temp + rename locally, one PUT on object stores), so a
+killed writer leaves whole parts only.
+
+A compacted file records in its schema metadata (`raylab.through`) the last flush
+it holds; parts at or below it are already in it and are skipped. A merged part
+covers the flush range of the parts it replaced, which are skipped too. Readers
+list the parts *before* they open the compacted file: whichever of a concurrent
+compaction's states they see, every row is read once (a part deleted under a
+reader makes it list again).
+
+Rows replace earlier ones by key, the later flush winning: (trial_id, epoch) in
+metrics, trial_id in trials, and in weights all rows of a trial come from the last
+flush that wrote that trial's histograms. This module imports neither torch nor Ray.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from raylab import results as R
+
+THROUGH = b"raylab.through"       # schema metadata of a compacted file: last flush it holds
+FANOUT = 16                       # this many parts of one level merge into one of the next
+_NAME = re.compile(r"^L(\d+)-(\d{10})-(\d{10})\.parquet$")
+_READ_TRIES = 8                   # a reader racing a merge or compaction lists again this often
+
+
+@dataclass(frozen=True)
+class Part:
+    level: int
+    first: int
+    last: int
+
+    @property
+    def name(self) -> str:
+        return f"L{self.level}-{self.first:010d}-{self.last:010d}.parquet"
+
+
+def part_dir(root: str, table: str) -> str:
+    return R.join(root, "parts", table.removesuffix(".parquet"))
+
+
+def list_parts(root: str, table: str) -> list[Part]:
+    """Every part file of `table` (temps and foreign files ignored), in write order."""
+    fs, p = R.resolve_fs(part_dir(root, table))
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    except OSError:
+        return []
+    found = (_NAME.match(i.base_name) for i in infos if i.type == pafs.FileType.File)
+    return sorted((Part(int(m[1]), int(m[2]), int(m[3])) for m in found if m), key=lambda q: (q.first, -q.last))
+
+
+def live(parts: list[Part], through: int) -> list[Part]:
+    """Parts still to read: after the compacted file and not inside a merged part."""
+    out = []
+    for q in parts:  # sorted by first flush, widest first: a covering part precedes what it covers
+        if q.last > through and not (out and out[-1].first <= q.first and q.last <= out[-1].last):
+            out.append(q)
+    return out
+
+
+def compacted_through(root: str, table: str) -> int:
+    """The last flush held by the compacted file; -1 for none or one written before parts."""
+    fs, p = R.resolve_fs(R.join(root, table))
+    try:
+        meta = pq.read_schema(p, filesystem=fs).metadata or {}
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return -1
+    return int(meta.get(THROUGH, b"-1"))
+
+
+def next_flush(root: str) -> int:
+    """The number a new writer's first flush takes: after every part and compacted file."""
+    last = -1
+    for table in R.REQUIRED:
+        last = max([last, compacted_through(root, table), *(q.last for q in list_parts(root, table))])
+    return last + 1
+
+
+def has_table(root: str, table: str) -> bool:
+    return R.exists(R.join(root, table)) or bool(list_parts(root, table))
+
+
+# ------------------------------------------------------------------ reading
+def read_resolved(root: str, table: str) -> pd.DataFrame | None:
+    """The table as every reader must see it: compacted file + live parts, one row per key.
+    None when the study has neither."""
+    for attempt in range(_READ_TRIES):
+        parts = list_parts(root, table)  # first: see the module docstring
+        try:
+            frames = _read_sources(root, table, parts)
+        except FileNotFoundError:
+            if attempt == _READ_TRIES - 1:
+                raise
+            continue  # a merge or compaction removed a part after we listed it
+        if not frames:
+            return None
+        return resolve(table, frames)
+    return None
+
+
+def _read_sources(root: str, table: str, parts: list[Part]) -> list[pd.DataFrame]:
+    fs, p = R.resolve_fs(R.join(root, table))
+    frames, through = [], -1
+    if fs.get_file_info(p).type == pafs.FileType.File:
+        compacted = _read_file(fs, p)
+        through = int((compacted.schema.metadata or {}).get(THROUGH, b"-1"))
+        frames.append(compacted.to_pandas())
+    pfs, pdir = R.resolve_fs(part_dir(root, table))
+    for q in live(parts, through):
+        frames.append(_read_file(pfs, f"{pdir}/{q.name}").to_pandas())
+    return frames
+
+
+def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
+    try:
+        return pq.read_table(path, filesystem=fs)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, OSError) as exc:
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(path) from None
+        raise R.ResultsError(f"{path} is not a readable Parquet file ({exc})") from None
+
+
+def resolve(table: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate sources oldest first and keep the last row per key (see module docstring)."""
+    frames = [f for f in frames if len(f.columns)]
+    if len(frames) == 1:
+        return frames[0]
+    df = pd.concat([f.assign(_src=i) for i, f in enumerate(frames)], ignore_index=True, sort=False)
+    if table == R.METRICS:
+        df["epoch"] = df["epoch"].astype("int64")
+        df = df.drop_duplicates(["trial_id", "epoch"], keep="last").sort_values(["trial_id", "epoch"], kind="stable")
+    elif table == R.TRIALS:
+        df = df.drop_duplicates("trial_id", keep="last").sort_values("trial_id", kind="stable")
+    else:
+        df = df[df["_src"] == df.groupby("trial_id")["_src"].transform("max")]
+        df = df.sort_values("trial_id", kind="stable")
+    return df.drop(columns="_src").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ writing
+def write_part(root: str, table: str, df: pd.DataFrame, part: Part) -> None:
+    R.write_table(df, R.join(part_dir(root, table), part.name))
+
+
+def merge_tail(root: str, table: str, stack: list[Part]) -> list[Part]:
+    """While the newest FANOUT parts share a level, merge them into one of the next level.
+
+    Each row is rewritten once per level, log_FANOUT(flushes) times in all, and a
+    table never has more than FANOUT - 1 parts per level: bytes stay O(rows) and a
+    reader of a live sweep opens a few dozen files, not one per flush.
+    """
+    while len(stack) >= FANOUT and len({q.level for q in stack[-FANOUT:]}) == 1:
+        group = stack[-FANOUT:]
+        pfs, pdir = R.resolve_fs(part_dir(root, table))
+        merged = resolve(table, [_read_file(pfs, f"{pdir}/{q.name}").to_pandas() for q in group])
+        new = Part(group[0].level + 1, group[0].first, group[-1].last)
+        write_part(root, table, merged, new)
+        _delete(root, table, group)
+        stack = [*stack[:-FANOUT], new]
+    return stack
+
+
+def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
+    """Merge each table's parts into its compacted file, then delete the parts.
+
+    Idempotent, and safe to kill at any point: a compacted file is replaced
+    atomically and names the last flush it holds, so until the parts are deleted
+    readers skip them. `drop_after` {trial_id: epoch} forgets metrics rows past
+    that epoch (a trial resumed from an earlier checkpoint). Returns whether
+    anything was rewritten.
+    """
+    done: dict[str, list[Part]] = {}
+    for table in R.REQUIRED:
+        parts = list_parts(root, table)
+        through = compacted_through(root, table)
+        dropping = table == R.METRICS and drop_after
+        if not live(parts, through) and not dropping:
+            done[table] = parts
+            continue
+        df = read_resolved(root, table)
+        if df is None:
+            continue
+        if dropping:
+            stale = pd.Series(False, index=df.index)
+            for tid, epoch in drop_after.items():
+                stale |= (df["trial_id"] == tid) & (df["epoch"].astype("int64") > epoch)
+            df = df[~stale].reset_index(drop=True)
+        last = max([through, *(q.last for q in parts)])
+        _write_compacted(df, R.join(root, table), last)
+        done[table] = parts
+    for table, parts in done.items():  # only once every table holds its parts
+        _delete(root, table, parts)
+    return any(done.values()) or bool(drop_after)
+
+
+def _write_compacted(df: pd.DataFrame, path: str, through: int) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), THROUGH: str(through).encode()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    R.write_bytes(buf.getvalue(), path)
+
+
+def _delete(root: str, table: str, parts: list[Part]) -> None:
+    if not parts:
+        return
+    fs, pdir = R.resolve_fs(part_dir(root, table))
+    try:
+        for q in parts:
+            try:
+                fs.delete_file(f"{pdir}/{q.name}")
+            except FileNotFoundError:
+                pass  # a compaction that was killed after deleting it
+        if isinstance(fs, pafs.LocalFileSystem) and not list_parts(root, table):
+            _remove_empty(fs, pdir)
+    except OSError as exc:
+        raise R.StorageError(f"{pdir}/", exc) from None
+
+
+def _remove_empty(fs: pafs.LocalFileSystem, pdir: str) -> None:
+    """Leave no empty parts/ folders behind: a compacted study looks as before parts existed."""
+    import os
+    for folder in (pdir, os.path.dirname(pdir)):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return  # not empty (another table's parts, or a temp in flight)
