@@ -9,7 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raylab.results import StudyWriter, epoch_record, trial_record, weight_records
+from raylab.results import StudyWriter, epoch_record, running_best, trial_record, weight_records
 
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds",
               "images_per_second", "train_images")
@@ -89,19 +89,6 @@ class ParquetCallback(Callback):
         if force or now - self._last_flush >= self.flush_seconds:
             self.writer.flush()
             self._last_flush = now
-
-
-def running_best(previous: dict | None, result: dict) -> dict:
-    """best / final val acc of a running trial, kept up to date from its reports so far
-    (the driver holds no epoch rows: readers take these as written)."""
-    acc, epoch = result.get("val_acc"), int(result["epoch"])
-    best, best_epoch = (previous or {}).get("best_val_acc"), (previous or {}).get("best_epoch")
-    ran = (previous or {}).get("epochs_run")
-    if ran is not None and ran >= epoch and best_epoch is not None and best_epoch >= epoch:
-        best = best_epoch = None  # that best came from an epoch this attempt replays
-    if acc is not None and acc == acc and (best is None or best != best or acc > best):
-        best, best_epoch = float(acc), epoch
-    return {"best_val_acc": best, "best_epoch": best_epoch, "final_val_acc": acc}
 
 
 def _metas(trial) -> list[dict]:

@@ -24,6 +24,7 @@ flush that wrote that trial's histograms. This module imports neither torch nor 
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -193,12 +194,12 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
         parts = list_parts(root, table)
         through = compacted_through(root, table)
         dropping = table == R.METRICS and drop_after
-        if not live(parts, through) and not dropping:
+        if not live(parts, through) and not dropping and R.exists(R.join(root, table)):
             done[table] = parts
             continue
         df = read_resolved(root, table)
-        if df is None:
-            continue
+        if df is None:  # no rows yet (no trial has finished): the contract still has the file
+            df = R._frame([], R.REQUIRED[table])
         if dropping:
             stale = pd.Series(False, index=df.index)
             for tid, epoch in drop_after.items():
@@ -238,9 +239,43 @@ def _delete(root: str, table: str, parts: list[Part]) -> None:
 
 def _remove_empty(fs: pafs.LocalFileSystem, pdir: str) -> None:
     """Leave no empty parts/ folders behind: a compacted study looks as before parts existed."""
-    import os
     for folder in (pdir, os.path.dirname(pdir)):
         try:
             os.rmdir(folder)
         except OSError:
             return  # not empty (another table's parts, or a temp in flight)
+
+
+def compact_study(root: str) -> str:
+    """`raylab compact`: refuse a folder that is no study or whose sweep still runs; one line."""
+    if not any(has_table(root, t) for t in R.REQUIRED):
+        raise R.ResultsError(f"{root} holds no raylab results (no {R.METRICS} or parts/): "
+                             "give a study folder, e.g. results/lab2_lr_sweep")
+    with _unless_running(root):
+        changed = compact(root)
+    return f"{root}: {'compacted into' if changed else 'already compact:'} {', '.join(R.REQUIRED)}"
+
+
+class _unless_running:
+    """Hold the study's folder lock (raylab/tune.py takes the same) while compacting:
+    a running driver merges parts of its own, so its folder is not ours to rewrite."""
+
+    def __init__(self, root: str) -> None:
+        self.fh = None
+        if "://" in root or not os.path.exists(R.join(root, ".lock")):
+            return  # object stores have no lock; no .lock: no sweep ever ran here
+        import fcntl
+        self.fh = open(R.join(root, ".lock"), "r")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            raise R.ResultsError(f"a sweep is running in {root}: it compacts when it ends; "
+                                 "run `raylab compact` after it stops") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fh is not None:
+            self.fh.close()

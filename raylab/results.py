@@ -314,5 +314,18 @@ def trial_record(meta: dict, config: dict, **values: Any) -> dict:
     return {**meta, "seed": config["seed"], **values, **config_columns(config)}
 
 
+def running_best(previous: dict | None, result: dict) -> dict:
+    """best / final val acc of a running trial, kept up to date from its reports so far
+    (the driver holds no epoch rows: readers take these as written)."""
+    acc, epoch = result.get("val_acc"), int(result["epoch"])
+    best, best_epoch = (previous or {}).get("best_val_acc"), (previous or {}).get("best_epoch")
+    ran = (previous or {}).get("epochs_run")
+    if ran is not None and ran >= epoch and best_epoch is not None and best_epoch >= epoch:
+        best = best_epoch = None  # that best came from an epoch this attempt replays
+    if acc is not None and acc == acc and (best is None or best != best or acc > best):
+        best, best_epoch = float(acc), epoch
+    return {"best_val_acc": best, "best_epoch": best_epoch, "final_val_acc": acc}
+
+
 def weight_records(meta: dict, config: dict, rows: list[dict]) -> list[dict]:
     return [{**meta, "seed": config["seed"], **r} for r in rows]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from raylab.checkpoints import load_checkpoint, save_checkpoint
 from raylab.config import ConfigError, TrialConfig
-from raylab.results import StudyWriter, check_writable, checkpoint_path, epoch_record, trial_record, weight_records
+from raylab.results import (StudyWriter, check_writable, checkpoint_path, epoch_record, running_best, trial_record,
+                            weight_records)
 from raylab.study import Trial, variant_name
 from raylab.train import InjectedFault, check_resumable, format_epoch, train
 
@@ -42,7 +43,8 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
 
     def report(row: dict, checkpoint) -> None:
         writer.add_epoch(epoch_record(meta, config, row))
-        writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=restarts))
+        writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=restarts,
+                                      **running_best(writer.trials.get(trial_id), row)))
         save_checkpoint(checkpoint(), ckpt_path)
         writer.flush()
         if not progress and row["epoch"] > 0:  # with a progress bar, train() prints the line
