@@ -28,6 +28,7 @@ import os
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -105,28 +106,25 @@ def read_resolved(root: str, table: str) -> pd.DataFrame | None:
     for attempt in range(_READ_TRIES):
         parts = list_parts(root, table)  # first: see the module docstring
         try:
-            frames = _read_sources(root, table, parts)
+            sources = _read_sources(root, table, parts)
         except FileNotFoundError:
             if attempt == _READ_TRIES - 1:
                 raise
             continue  # a merge or compaction removed a part after we listed it
-        if not frames:
-            return None
-        return resolve(table, frames)
+        return resolve(table, sources).to_pandas() if sources else None
     return None
 
 
-def _read_sources(root: str, table: str, parts: list[Part]) -> list[pd.DataFrame]:
+def _read_sources(root: str, table: str, parts: list[Part]) -> list[pa.Table]:
     fs, p = R.resolve_fs(R.join(root, table))
-    frames, through = [], -1
+    sources, through = [], -1
     if fs.get_file_info(p).type == pafs.FileType.File:
         compacted = _read_file(fs, p)
         through = int((compacted.schema.metadata or {}).get(THROUGH, b"-1"))
-        frames.append(compacted.to_pandas())
+        sources.append(compacted)
     pfs, pdir = R.resolve_fs(part_dir(root, table))
-    for q in live(parts, through):
-        frames.append(_read_file(pfs, f"{pdir}/{q.name}").to_pandas())
-    return frames
+    sources += [_read_file(pfs, f"{pdir}/{q.name}") for q in live(parts, through)]
+    return sources
 
 
 def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
@@ -140,26 +138,30 @@ def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
         raise R.ResultsError(f"{path} is not a readable Parquet file ({exc})") from None
 
 
-def resolve(table: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate sources oldest first and keep the last row per key (see module docstring)."""
-    frames = [f for f in frames if len(f.columns)]
-    if len(frames) == 1:
-        return frames[0]
-    df = pd.concat([f.assign(_src=i) for i, f in enumerate(frames)], ignore_index=True, sort=False)
+def resolve(table: str, sources: list[pa.Table]) -> pa.Table:
+    """Concatenate sources oldest first and keep the last row per key (see module docstring),
+    sorted by key. Only the key columns go through pandas."""
+    sources = [t for t in sources if len(t)] or sources[:1]
+    if len(sources) == 1:
+        return sources[0]
+    merged = pa.concat_tables([t.replace_schema_metadata(None) for t in sources], promote_options="permissive")
+    keys = merged.select(["trial_id", "epoch"] if table == R.METRICS else ["trial_id"]).to_pandas()
+    keys["_src"] = np.repeat(np.arange(len(sources)), [len(t) for t in sources])
     if table == R.METRICS:
-        df["epoch"] = df["epoch"].astype("int64")
-        df = df.drop_duplicates(["trial_id", "epoch"], keep="last").sort_values(["trial_id", "epoch"], kind="stable")
+        keys["epoch"] = keys["epoch"].astype("int64")
+        keys = keys.drop_duplicates(["trial_id", "epoch"], keep="last").sort_values(["trial_id", "epoch"],
+                                                                                    kind="stable")
     elif table == R.TRIALS:
-        df = df.drop_duplicates("trial_id", keep="last").sort_values("trial_id", kind="stable")
+        keys = keys.drop_duplicates("trial_id", keep="last").sort_values("trial_id", kind="stable")
     else:
-        df = df[df["_src"] == df.groupby("trial_id")["_src"].transform("max")]
-        df = df.sort_values("trial_id", kind="stable")
-    return df.drop(columns="_src").reset_index(drop=True)
+        keys = keys[keys["_src"] == keys.groupby("trial_id")["_src"].transform("max")]
+        keys = keys.sort_values("trial_id", kind="stable")
+    return merged.take(pa.array(keys.index.to_numpy()))
 
 
 # ------------------------------------------------------------------ writing
-def write_part(root: str, table: str, df: pd.DataFrame, part: Part) -> None:
-    R.write_table(df, R.join(part_dir(root, table), part.name))
+def write_part(root: str, table: str, data: pa.Table, part: Part) -> None:
+    _write(data, R.join(part_dir(root, table), part.name))
 
 
 def merge_tail(root: str, table: str, stack: list[Part]) -> list[Part]:
@@ -172,7 +174,7 @@ def merge_tail(root: str, table: str, stack: list[Part]) -> list[Part]:
     while len(stack) >= FANOUT and len({q.level for q in stack[-FANOUT:]}) == 1:
         group = stack[-FANOUT:]
         pfs, pdir = R.resolve_fs(part_dir(root, table))
-        merged = resolve(table, [_read_file(pfs, f"{pdir}/{q.name}").to_pandas() for q in group])
+        merged = resolve(table, [_read_file(pfs, f"{pdir}/{q.name}") for q in group])
         new = Part(group[0].level + 1, group[0].first, group[-1].last)
         write_part(root, table, merged, new)
         _delete(root, table, group)
@@ -195,29 +197,34 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
         through = compacted_through(root, table)
         dropping = table == R.METRICS and drop_after
         if not live(parts, through) and not dropping and R.exists(R.join(root, table)):
-            done[table] = parts
+            done[table] = []
             continue
-        df = read_resolved(root, table)
-        if df is None:  # no rows yet (no trial has finished): the contract still has the file
-            df = R._frame([], R.REQUIRED[table])
+        for attempt in range(_READ_TRIES):
+            try:
+                sources = _read_sources(root, table, list_parts(root, table))
+                break
+            except FileNotFoundError:
+                if attempt == _READ_TRIES - 1:
+                    raise
+        # no rows yet (no trial has finished): the contract still has the file
+        data = resolve(table, sources) if sources else R.arrow_table([], R.REQUIRED[table])
         if dropping:
-            stale = pd.Series(False, index=df.index)
+            keys = data.select(["trial_id", "epoch"]).to_pandas()
+            stale = pd.Series(False, index=keys.index)
             for tid, epoch in drop_after.items():
-                stale |= (df["trial_id"] == tid) & (df["epoch"].astype("int64") > epoch)
-            df = df[~stale].reset_index(drop=True)
+                stale |= (keys["trial_id"] == tid) & (keys["epoch"].astype("int64") > epoch)
+            data = data.filter(pa.array(~stale.to_numpy()))
         last = max([through, *(q.last for q in parts)])
-        _write_compacted(df, R.join(root, table), last)
+        _write(data.replace_schema_metadata({THROUGH: str(last).encode()}), R.join(root, table))
         done[table] = parts
     for table, parts in done.items():  # only once every table holds its parts
         _delete(root, table, parts)
     return any(done.values()) or bool(drop_after)
 
 
-def _write_compacted(df: pd.DataFrame, path: str, through: int) -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), THROUGH: str(through).encode()})
+def _write(data: pa.Table, path: str) -> None:
     buf = pa.BufferOutputStream()
-    pq.write_table(table, buf)
+    pq.write_table(data, buf)
     R.write_bytes(buf.getvalue(), path)
 
 
