@@ -18,6 +18,11 @@ list the parts *before* they open the compacted file: whichever of a concurrent
 compaction's states they see, every row is read once (a part deleted under a
 reader makes it list again).
 
+A flush writes its metrics and weights parts first and its trials part last (empty
+if no trial changed): a flush counts once its trials part exists, and readers skip
+metrics and weights parts of flushes after the last committed one. A writer killed
+mid-flush so leaves no half flush that any reader sees.
+
 Rows replace earlier ones by key, the later flush winning: (trial_id, epoch) in
 metrics, trial_id in trials, and in weights all rows of a trial come from the last
 flush that wrote that trial's histograms. This module imports neither torch nor Ray.
@@ -95,6 +100,17 @@ def next_flush(root: str) -> int:
     return last + 1
 
 
+def committed(root: str) -> int:
+    """The last flush whose trials part (written last) is on disk or compacted."""
+    return max([compacted_through(root, R.TRIALS), *(q.last for q in list_parts(root, R.TRIALS))])
+
+
+def snapshot(root: str, table: str) -> list[Part]:
+    """The parts of `table` a reader may take: of committed flushes only (see module docstring)."""
+    limit = committed(root) if table != R.TRIALS else None  # before listing: a later flush is skipped
+    return [q for q in list_parts(root, table) if limit is None or q.last <= limit]
+
+
 def has_table(root: str, table: str) -> bool:
     return R.exists(R.join(root, table)) or bool(list_parts(root, table))
 
@@ -104,7 +120,7 @@ def read_resolved(root: str, table: str) -> pd.DataFrame | None:
     """The table as every reader must see it: compacted file + live parts, one row per key.
     None when the study has neither."""
     for attempt in range(_READ_TRIES):
-        parts = list_parts(root, table)  # first: see the module docstring
+        parts = snapshot(root, table)  # first: see the module docstring
         try:
             sources = _read_sources(root, table, parts)
         except FileNotFoundError:
@@ -192,8 +208,8 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
     anything was rewritten.
     """
     done: dict[str, list[Part]] = {}
-    for table in R.REQUIRED:
-        parts = list_parts(root, table)
+    for table in (R.METRICS, R.WEIGHTS, R.TRIALS):  # trials last, as in a flush
+        parts = snapshot(root, table)
         through = compacted_through(root, table)
         dropping = table == R.METRICS and drop_after
         if not live(parts, through) and not dropping and R.exists(R.join(root, table)):
@@ -201,7 +217,7 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
             continue
         for attempt in range(_READ_TRIES):
             try:
-                sources = _read_sources(root, table, list_parts(root, table))
+                sources = _read_sources(root, table, snapshot(root, table))
                 break
             except FileNotFoundError:
                 if attempt == _READ_TRIES - 1:
@@ -220,6 +236,14 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
     for table, parts in done.items():  # only once every table holds its parts
         _delete(root, table, parts)
     return any(done.values()) or bool(drop_after)
+
+
+def drop_uncommitted(root: str) -> None:
+    """Parts a killed writer left of a flush it never committed: no reader took them,
+    and a new writer's flush numbers would make them count."""
+    limit = committed(root)
+    for table in (R.METRICS, R.WEIGHTS):
+        _delete(root, table, [q for q in list_parts(root, table) if q.last > limit])
 
 
 def _write(data: pa.Table, path: str) -> None:

@@ -224,6 +224,7 @@ class StudyWriter:
 
         for row in read_table(self.root, TRIALS, required=False).to_dict("records"):
             self.trials[row["trial_id"]] = row
+        parts.drop_uncommitted(self.root)
         self._flush_no = parts.next_flush(self.root)
         self._stacks = {t: parts.live(parts.list_parts(self.root, t), parts.compacted_through(self.root, t))
                         for t in REQUIRED}
@@ -256,11 +257,13 @@ class StudyWriter:
                WEIGHTS: arrow_table([r for t in sorted(self._weights) for r in self._weights[t]], WEIGHT_COLUMNS)}
         if not any(len(df) for df in new.values()):
             return
-        for table, df in new.items():
-            if len(df):
-                part = parts.Part(0, self._flush_no, self._flush_no)
-                parts.write_part(self.root, table, df, part)
-                self._stacks[table] = parts.merge_tail(self.root, table, [*self._stacks[table], part])
+        part = parts.Part(0, self._flush_no, self._flush_no)
+        for table in (METRICS, WEIGHTS, TRIALS):  # trials last, even empty: it commits the flush
+            if len(new[table]) or table == TRIALS:
+                parts.write_part(self.root, table, new[table], part)
+                self._stacks[table].append(part)
+        for table in REQUIRED:  # merges only after the commit: a merged part holds committed flushes
+            self._stacks[table] = parts.merge_tail(self.root, table, self._stacks[table])
         self._flush_no += 1
         self._rows_on_disk += sum(len(df) for df in new.values())
         self._metrics, self._weights, self._dirty = [], {}, set()
