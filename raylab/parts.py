@@ -235,6 +235,7 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
         done[table] = parts
     for table, parts in done.items():  # only once every table holds its parts
         _delete(root, table, parts)
+    _remove_empty_dirs(root)
     return any(done.values()) or bool(drop_after)
 
 
@@ -253,8 +254,6 @@ def _write(data: pa.Table, path: str) -> None:
 
 
 def _delete(root: str, table: str, parts: list[Part]) -> None:
-    if not parts:
-        return
     fs, pdir = R.resolve_fs(part_dir(root, table))
     try:
         for q in parts:
@@ -262,19 +261,20 @@ def _delete(root: str, table: str, parts: list[Part]) -> None:
                 fs.delete_file(f"{pdir}/{q.name}")
             except FileNotFoundError:
                 pass  # a compaction that was killed after deleting it
-        if isinstance(fs, pafs.LocalFileSystem) and not list_parts(root, table):
-            _remove_empty(fs, pdir)
     except OSError as exc:
         raise R.StorageError(f"{pdir}/", exc) from None
 
 
-def _remove_empty(fs: pafs.LocalFileSystem, pdir: str) -> None:
-    """Leave no empty parts/ folders behind: a compacted study looks as before parts existed."""
-    for folder in (pdir, os.path.dirname(pdir)):
+def _remove_empty_dirs(root: str) -> None:
+    """Leave no empty parts/ folders behind: a compacted study looks as before parts existed
+    (object stores have no folders to remove)."""
+    if "://" in root:
+        return
+    for folder in [part_dir(root, t) for t in R.REQUIRED] + [R.join(root, "parts")]:
         try:
             os.rmdir(folder)
         except OSError:
-            return  # not empty (another table's parts, or a temp in flight)
+            pass  # absent, or not empty (a temp in flight)
 
 
 def compact_study(root: str) -> str:
