@@ -4,7 +4,7 @@ S3-compatible server (moto). One JSON object on stdout, progress on stderr.
 
     python bench/results_scale.py                       # 100, 1,000, 10,000 trials, local and S3
     python bench/results_scale.py --quick               # 20 and 200 trials, local and S3
-    python bench/results_scale.py --trials 100 1000 --epochs 30 --no-s3
+    python bench/results_scale.py --trials 100 1000 --epochs 30 --storage local
 
 A sweep is modelled as `--concurrent` trials at a time, each reporting epochs 0..E
 (the last report final, with a --layers x --bins weight histogram), and Tune's
@@ -213,21 +213,27 @@ def start_s3(bucket: str) -> tuple[subprocess.Popen, dict]:
                 proc.kill()
                 raise RuntimeError("moto server did not start")
             time.sleep(0.2)
-    fs = pafs.S3FileSystem(access_key="bench", secret_key="bench", region="us-east-1", scheme="http",
-                           endpoint_override=f"127.0.0.1:{port}", allow_bucket_creation=True)
-    fs.create_dir(bucket)
+    try:
+        fs = pafs.S3FileSystem(access_key="bench", secret_key="bench", region="us-east-1", scheme="http",
+                               endpoint_override=f"127.0.0.1:{port}", allow_bucket_creation=True)
+        fs.create_dir(bucket)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     return proc, env
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, nargs="+", default=[100, 1000, 10000])
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--concurrent", type=int, default=16, help="trials reporting at once")
-    p.add_argument("--flush-every", type=int, default=32, help="reports between two flushes")
+    p.add_argument("--flush-every", type=int, default=64, help="reports between two flushes")
     p.add_argument("--layers", type=int, default=10)
     p.add_argument("--bins", type=int, default=64)
-    p.add_argument("--no-s3", action="store_true")
+    p.add_argument("--storage", nargs="+", choices=("local", "s3"), default=["local", "s3"])
+    p.add_argument("--no-s3", action="store_true", help="= --storage local")
     p.add_argument("--quick", action="store_true", help="20 and 200 trials x 5 epochs")
     p.add_argument("--root", default=None, help="local folder for the studies (default: a temp folder)")
     p.add_argument("--one", nargs=2, metavar=("ROOT", "N"), help=argparse.SUPPRESS)  # child process
@@ -237,15 +243,17 @@ def main() -> int:
         return 0
     if args.quick:
         args.trials, args.epochs = [20, 200], 5
+    if args.no_s3:
+        args.storage = ["local"]
     import tempfile
     base = Path(args.root or tempfile.mkdtemp(prefix="results_scale_"))
     out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "epochs": args.epochs,
            "concurrent": args.concurrent, "flush_every": args.flush_every,
            "weights_per_trial": args.layers * args.bins, "local": [], "s3": []}
-    server, s3env = (None, {}) if args.no_s3 else start_s3("bench")
+    server, s3env = start_s3("bench") if "s3" in args.storage else (None, {})
     try:
         for n in args.trials:
-            for where in ("local",) + (() if args.no_s3 else ("s3",)):
+            for where in args.storage:
                 root = str(base / f"local_{n}") if where == "local" else f"s3://bench/run{os.getpid()}/s3_{n}"
                 child = [sys.executable, __file__, "--one", root, str(n), *_passthrough(args)]
                 print(f"results_scale: {n} trials, {where}", file=sys.stderr, flush=True)
@@ -255,6 +263,7 @@ def main() -> int:
                     print(proc.stderr[-3000:], file=sys.stderr)
                     return 1
                 out[where].append(json.loads(proc.stdout))
+                print(f"results_scale: {proc.stdout.strip()}", file=sys.stderr, flush=True)
     finally:
         if server is not None:
             server.kill()
