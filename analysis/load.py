@@ -288,9 +288,6 @@ def _read(path: str, name: str) -> pd.DataFrame:
     for col in _NUMERIC[name]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce")
-    for col in ("study", "trial_id", "variant"):  # plain str objects, None where missing
-        text = df[col].astype("string").astype(object)
-        df[col] = text.where(text.notna(), None)
     if name == R.METRICS and len(df):
         df = df.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
     return df

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -156,23 +157,26 @@ def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
 
 def resolve(table: str, sources: list[pa.Table]) -> pa.Table:
     """Concatenate sources oldest first and keep the last row per key (see module docstring),
-    sorted by key. Only the key columns go through pandas."""
+    sorted by key. Keys become integer codes: no Python object per row."""
     sources = [t for t in sources if len(t)] or sources[:1]
     if len(sources) == 1:
         return sources[0]
     merged = pa.concat_tables([t.replace_schema_metadata(None) for t in sources], promote_options="permissive")
-    keys = merged.select(["trial_id", "epoch"] if table == R.METRICS else ["trial_id"]).to_pandas()
-    keys["_src"] = np.repeat(np.arange(len(sources)), [len(t) for t in sources])
-    if table == R.METRICS:
-        keys["epoch"] = keys["epoch"].astype("int64")
-        keys = keys.drop_duplicates(["trial_id", "epoch"], keep="last").sort_values(["trial_id", "epoch"],
-                                                                                    kind="stable")
-    elif table == R.TRIALS:
-        keys = keys.drop_duplicates("trial_id", keep="last").sort_values("trial_id", kind="stable")
+    trial = pc.dictionary_encode(merged["trial_id"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    src = np.repeat(np.arange(len(sources)), [len(t) for t in sources])
+    if table == R.WEIGHTS:  # a trial's histogram is whole: all rows from its latest source
+        latest = np.full(trial.max() + 1, -1)
+        np.maximum.at(latest, trial, src)
+        keep = np.flatnonzero(src == latest[trial])
     else:
-        keys = keys[keys["_src"] == keys.groupby("trial_id")["_src"].transform("max")]
-        keys = keys.sort_values("trial_id", kind="stable")
-    return merged.take(pa.array(keys.index.to_numpy()))
+        key = trial.astype("int64")
+        if table == R.METRICS:
+            epoch = merged["epoch"].to_numpy().astype("int64")
+            key = key * (epoch.max() + 1) + epoch
+        _, first_from_end = np.unique(key[::-1], return_index=True)
+        keep = np.sort(len(key) - 1 - first_from_end)  # the last row of each key
+    order = [("trial_id", "ascending")] + ([("epoch", "ascending")] if table == R.METRICS else [])
+    return merged.take(pa.array(keep)).sort_by(order)  # stable: a histogram keeps its bin order
 
 
 # ------------------------------------------------------------------ writing
