@@ -130,17 +130,17 @@ def feed(callback, stream, flush_every: int, start: int = 0, on_flush=None) -> l
 
 # ------------------------------------------------------------------ one measurement
 def measure(root: str, n: int, args) -> dict:
-    from raylab import results as R
+    from raylab import storage as S
     from raylab.sweep.callback import ParquetCallback
 
     written = [0]
-    real = R.write_bytes
+    real = S.write_bytes
 
     def counting(data, path):  # every byte the writer hands to storage
         written[0] += len(data)
         return real(data, path)
 
-    R.write_bytes = counting
+    S.write_bytes = counting
     rss_before = _rss_mb()
     cpu0 = time.process_time()
     cb = ParquetCallback(root, flush_seconds=float("inf"))

@@ -40,7 +40,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raylab import results as R
+from raylab import storage as S
+from raylab import tables as T
+from raylab.errors import ResultsError, StorageError
 
 THROUGH = b"raylab.through"       # schema metadata of a compacted file: last flush it holds
 FANOUT = 16                       # this many parts of one level merge into one of the next
@@ -60,12 +62,12 @@ class Part:
 
 
 def part_dir(root: str, table: str) -> str:
-    return R.join(root, "parts", table.removesuffix(".parquet"))
+    return S.join(root, "parts", table.removesuffix(".parquet"))
 
 
 def list_parts(root: str, table: str) -> list[Part]:
     """Every part file of `table` (temps and foreign files ignored), in write order."""
-    fs, p = R.resolve_fs(part_dir(root, table))
+    fs, p = S.resolve_fs(part_dir(root, table))
     try:
         infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
     except OSError:
@@ -85,7 +87,7 @@ def live(parts: list[Part], through: int) -> list[Part]:
 
 def compacted_through(root: str, table: str) -> int:
     """The last flush held by the compacted file; -1 for none or one written before parts."""
-    fs, p = R.resolve_fs(R.join(root, table))
+    fs, p = S.resolve_fs(S.join(root, table))
     try:
         meta = pq.read_schema(p, filesystem=fs).metadata or {}
     except (FileNotFoundError, pa.ArrowInvalid, OSError):
@@ -96,24 +98,24 @@ def compacted_through(root: str, table: str) -> int:
 def next_flush(root: str) -> int:
     """The number a new writer's first flush takes: after every part and compacted file."""
     last = -1
-    for table in R.REQUIRED:
+    for table in T.REQUIRED:
         last = max([last, compacted_through(root, table), *(q.last for q in list_parts(root, table))])
     return last + 1
 
 
 def committed(root: str) -> int:
     """The last flush whose trials part (written last) is on disk or compacted."""
-    return max([compacted_through(root, R.TRIALS), *(q.last for q in list_parts(root, R.TRIALS))])
+    return max([compacted_through(root, T.TRIALS), *(q.last for q in list_parts(root, T.TRIALS))])
 
 
 def snapshot(root: str, table: str) -> list[Part]:
     """The parts of `table` a reader may take: of committed flushes only (see module docstring)."""
-    limit = committed(root) if table != R.TRIALS else None  # before listing: a later flush is skipped
+    limit = committed(root) if table != T.TRIALS else None  # before listing: a later flush is skipped
     return [q for q in list_parts(root, table) if limit is None or q.last <= limit]
 
 
 def has_table(root: str, table: str) -> bool:
-    return R.exists(R.join(root, table)) or bool(list_parts(root, table))
+    return S.exists(S.join(root, table)) or bool(list_parts(root, table))
 
 
 # ------------------------------------------------------------------ reading
@@ -133,13 +135,13 @@ def read_resolved(root: str, table: str) -> pd.DataFrame | None:
 
 
 def _read_sources(root: str, table: str, parts: list[Part]) -> list[pa.Table]:
-    fs, p = R.resolve_fs(R.join(root, table))
+    fs, p = S.resolve_fs(S.join(root, table))
     sources, through = [], -1
     if fs.get_file_info(p).type == pafs.FileType.File:
         compacted = _read_file(fs, p)
         through = int((compacted.schema.metadata or {}).get(THROUGH, b"-1"))
         sources.append(compacted)
-    pfs, pdir = R.resolve_fs(part_dir(root, table))
+    pfs, pdir = S.resolve_fs(part_dir(root, table))
     sources += [_read_file(pfs, f"{pdir}/{q.name}") for q in live(parts, through)]
     return sources
 
@@ -152,7 +154,7 @@ def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table:
     except (pa.ArrowInvalid, OSError) as exc:
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             raise FileNotFoundError(path) from None
-        raise R.ResultsError(f"{path} is not a readable Parquet file ({exc})") from None
+        raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from None
 
 
 def resolve(table: str, sources: list[pa.Table]) -> pa.Table:
@@ -164,24 +166,24 @@ def resolve(table: str, sources: list[pa.Table]) -> pa.Table:
     merged = pa.concat_tables([t.replace_schema_metadata(None) for t in sources], promote_options="permissive")
     trial = pc.dictionary_encode(merged["trial_id"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
     src = np.repeat(np.arange(len(sources)), [len(t) for t in sources])
-    if table == R.WEIGHTS:  # a trial's histogram is whole: all rows from its latest source
+    if table == T.WEIGHTS:  # a trial's histogram is whole: all rows from its latest source
         latest = np.full(trial.max() + 1, -1)
         np.maximum.at(latest, trial, src)
         keep = np.flatnonzero(src == latest[trial])
     else:
         key = trial.astype("int64")
-        if table == R.METRICS:
+        if table == T.METRICS:
             epoch = merged["epoch"].to_numpy().astype("int64")
             key = key * (epoch.max() + 1) + epoch
         _, first_from_end = np.unique(key[::-1], return_index=True)
         keep = np.sort(len(key) - 1 - first_from_end)  # the last row of each key
-    order = [("trial_id", "ascending")] + ([("epoch", "ascending")] if table == R.METRICS else [])
+    order = [("trial_id", "ascending")] + ([("epoch", "ascending")] if table == T.METRICS else [])
     return merged.take(pa.array(keep)).sort_by(order)  # stable: a histogram keeps its bin order
 
 
 # ------------------------------------------------------------------ writing
 def write_part(root: str, table: str, data: pa.Table, part: Part) -> None:
-    _write(data, R.join(part_dir(root, table), part.name))
+    _write(data, S.join(part_dir(root, table), part.name))
 
 
 def merge_tail(root: str, table: str, stack: list[Part]) -> list[Part]:
@@ -193,7 +195,7 @@ def merge_tail(root: str, table: str, stack: list[Part]) -> list[Part]:
     """
     while len(stack) >= FANOUT and len({q.level for q in stack[-FANOUT:]}) == 1:
         group = stack[-FANOUT:]
-        pfs, pdir = R.resolve_fs(part_dir(root, table))
+        pfs, pdir = S.resolve_fs(part_dir(root, table))
         merged = resolve(table, [_read_file(pfs, f"{pdir}/{q.name}") for q in group])
         new = Part(group[0].level + 1, group[0].first, group[-1].last)
         write_part(root, table, merged, new)
@@ -212,11 +214,11 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
     anything was rewritten.
     """
     done: dict[str, list[Part]] = {}
-    for table in (R.METRICS, R.WEIGHTS, R.TRIALS):  # trials last, as in a flush
+    for table in (T.METRICS, T.WEIGHTS, T.TRIALS):  # trials last, as in a flush
         parts = snapshot(root, table)
         through = compacted_through(root, table)
-        dropping = table == R.METRICS and drop_after
-        if not live(parts, through) and not dropping and R.exists(R.join(root, table)):
+        dropping = table == T.METRICS and drop_after
+        if not live(parts, through) and not dropping and S.exists(S.join(root, table)):
             done[table] = []
             continue
         for attempt in range(_READ_TRIES):
@@ -227,7 +229,7 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
                 if attempt == _READ_TRIES - 1:
                     raise
         # no rows yet (no trial has finished): the contract still has the file
-        data = resolve(table, sources) if sources else R.arrow_table([], R.REQUIRED[table])
+        data = resolve(table, sources) if sources else T.arrow_table([], T.REQUIRED[table])
         if dropping:
             keys = data.select(["trial_id", "epoch"]).to_pandas()
             stale = pd.Series(False, index=keys.index)
@@ -235,7 +237,7 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
                 stale |= (keys["trial_id"] == tid) & (keys["epoch"].astype("int64") > epoch)
             data = data.filter(pa.array(~stale.to_numpy()))
         last = max([through, *(q.last for q in parts)])
-        _write(data.replace_schema_metadata({THROUGH: str(last).encode()}), R.join(root, table))
+        _write(data.replace_schema_metadata({THROUGH: str(last).encode()}), S.join(root, table))
         done[table] = parts
     for table, parts in done.items():  # only once every table holds its parts
         _delete(root, table, parts)
@@ -247,18 +249,18 @@ def drop_uncommitted(root: str) -> None:
     """Parts a killed writer left of a flush it never committed: no reader took them,
     and a new writer's flush numbers would make them count."""
     limit = committed(root)
-    for table in (R.METRICS, R.WEIGHTS):
+    for table in (T.METRICS, T.WEIGHTS):
         _delete(root, table, [q for q in list_parts(root, table) if q.last > limit])
 
 
 def _write(data: pa.Table, path: str) -> None:
     buf = pa.BufferOutputStream()
     pq.write_table(data, buf)
-    R.write_bytes(buf.getvalue(), path)
+    S.write_bytes(buf.getvalue(), path)
 
 
 def _delete(root: str, table: str, parts: list[Part]) -> None:
-    fs, pdir = R.resolve_fs(part_dir(root, table))
+    fs, pdir = S.resolve_fs(part_dir(root, table))
     try:
         for q in parts:
             try:
@@ -266,7 +268,7 @@ def _delete(root: str, table: str, parts: list[Part]) -> None:
             except FileNotFoundError:
                 pass  # a compaction that was killed after deleting it
     except OSError as exc:
-        raise R.StorageError(f"{pdir}/", exc) from None
+        raise StorageError(f"{pdir}/", exc) from None
 
 
 def _remove_empty_dirs(root: str) -> None:
@@ -274,7 +276,7 @@ def _remove_empty_dirs(root: str) -> None:
     (object stores have no folders to remove)."""
     if "://" in root:
         return
-    for folder in [part_dir(root, t) for t in R.REQUIRED] + [R.join(root, "parts")]:
+    for folder in [part_dir(root, t) for t in T.REQUIRED] + [S.join(root, "parts")]:
         try:
             os.rmdir(folder)
         except OSError:
@@ -283,12 +285,12 @@ def _remove_empty_dirs(root: str) -> None:
 
 def compact_study(root: str) -> str:
     """`raylab compact`: refuse a folder that is no study or whose sweep still runs; one line."""
-    if not any(has_table(root, t) for t in R.REQUIRED):
-        raise R.ResultsError(f"{root} holds no raylab results (no {R.METRICS} or parts/): "
+    if not any(has_table(root, t) for t in T.REQUIRED):
+        raise ResultsError(f"{root} holds no raylab results (no {T.METRICS} or parts/): "
                              "give a study folder, e.g. results/lab2_lr_sweep")
     with _unless_running(root):
         changed = compact(root)
-    return f"{root}: {'compacted into' if changed else 'already compact:'} {', '.join(R.REQUIRED)}"
+    return f"{root}: {'compacted into' if changed else 'already compact:'} {', '.join(T.REQUIRED)}"
 
 
 class _unless_running:
@@ -297,15 +299,15 @@ class _unless_running:
 
     def __init__(self, root: str) -> None:
         self.fh = None
-        if "://" in root or not os.path.exists(R.join(root, ".lock")):
+        if "://" in root or not os.path.exists(S.join(root, ".lock")):
             return  # object stores have no lock; no .lock: no sweep ever ran here
         import fcntl
-        self.fh = open(R.join(root, ".lock"), "r")
+        self.fh = open(S.join(root, ".lock"), "r")
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.fh.close()
-            raise R.ResultsError(f"a sweep is running in {root}: it compacts when it ends; "
+            raise ResultsError(f"a sweep is running in {root}: it compacts when it ends; "
                                  "run `raylab compact` after it stops") from None
 
     def __enter__(self):

@@ -15,7 +15,6 @@ Ray: the `analysis` package and notebooks use it with pandas alone.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,25 +24,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raylab import parts
 from raylab.config import HIDDEN_FIELDS
 from raylab.errors import ResultsError, StorageError  # noqa: F401  (analysis catches ResultsError from here)
 from raylab.storage import exists, join, resolve_fs, write_bytes  # noqa: F401  (re-exported for readers)
-
-METRICS, TRIALS, WEIGHTS = "metrics.parquet", "trials.parquet", "weights.parquet"
-KEY_COLUMNS = ["study", "trial_id", "variant", "seed"]
-# What train() measures per epoch; train_images: images trained on that epoch,
-# summed over DDP ranks (the whole split once; 0 for epoch 0, which only evaluates).
-EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                 "epoch_seconds", "images_per_second", "train_images"]
-METRIC_COLUMNS = KEY_COLUMNS + EPOCH_COLUMNS
-SUMMARY_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc"]  # best_and_final() computes them
-TRIAL_COLUMNS = KEY_COLUMNS + [
-    "status", "epochs_run", *SUMMARY_COLUMNS,
-    "n_params", "macs", "wall_seconds", "restarts", "error",
-]
-WEIGHT_COLUMNS = KEY_COLUMNS + ["layer", "bin_left", "bin_right", "count"]
-REQUIRED = {METRICS: METRIC_COLUMNS, TRIALS: TRIAL_COLUMNS, WEIGHTS: WEIGHT_COLUMNS}
-_TEXT = {"study", "trial_id", "variant", "status", "error", "layer"}  # the contract's text columns
+from raylab.tables import (EPOCH_COLUMNS, KEY_COLUMNS, METRIC_COLUMNS, METRICS, REQUIRED,  # noqa: F401  (the contract)
+                           SUMMARY_COLUMNS, TRIAL_COLUMNS, TRIALS, WEIGHT_COLUMNS, WEIGHTS, arrow_table)
 
 
 # ---------------------------------------------------------------- epoch rows
@@ -94,11 +80,9 @@ def write_table(df: pd.DataFrame, path: str) -> None:
 def read_table(study_dir: str, name: str, *, required: bool = True) -> pd.DataFrame:
     """Read one contract table of a study folder, checking its columns: the compacted
     file and the parts flushed since, one row per key (raylab/parts.py)."""
-    from raylab.parts import read_resolved
-
     path = join(study_dir, name)
     try:
-        df = read_resolved(study_dir, name)
+        df = parts.read_resolved(study_dir, name)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from None
     if df is None:
@@ -138,8 +122,6 @@ class StudyWriter:
     _dirty: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        from raylab import parts
-
         for row in read_table(self.root, TRIALS, required=False).to_dict("records"):
             self.trials[row["trial_id"]] = row
         parts.drop_uncommitted(self.root)
@@ -153,8 +135,6 @@ class StudyWriter:
 
     def drop_epochs_after(self, trial_id: str, epoch: int) -> None:
         """Forget rows a crashed attempt reported past the checkpoint it restarts from."""
-        from raylab import parts
-
         self.flush()
         parts.compact(self.root, drop_after={trial_id: epoch})
         self._stacks = {t: [] for t in REQUIRED}
@@ -168,8 +148,6 @@ class StudyWriter:
 
     def flush(self) -> None:
         """Write what is new as one part per table; merge or compact as the layout requires."""
-        from raylab import parts
-
         new = {METRICS: arrow_table(self._metrics, METRIC_COLUMNS),
                TRIALS: arrow_table([self.trials[t] for t in sorted(self._dirty)], TRIAL_COLUMNS),
                WEIGHTS: arrow_table([r for t in sorted(self._weights) for r in self._weights[t]], WEIGHT_COLUMNS)}
@@ -190,8 +168,6 @@ class StudyWriter:
 
     def close(self) -> None:
         """Flush, then merge every part into the three files (a sweep's end)."""
-        from raylab import parts
-
         self.flush()
         parts.compact(self.root)
         self._stacks = {t: [] for t in REQUIRED}
@@ -199,8 +175,6 @@ class StudyWriter:
 
 def _rows(root: str, table: str) -> int:
     """Rows on disk for `table` (an upper bound: a replaced row counts twice), from footers only."""
-    from raylab import parts
-
     paths = [join(root, table)] + [join(parts.part_dir(root, table), q.name) for q in parts.list_parts(root, table)]
     total = 0
     for path in paths:
@@ -210,23 +184,6 @@ def _rows(root: str, table: str) -> int:
         except (FileNotFoundError, pa.ArrowInvalid, OSError):
             pass
     return total
-
-
-def arrow_table(rows: list[dict], leading: list[str]) -> pa.Table:
-    """Rows (dicts) as a table: the contract's columns first, then every other key seen.
-
-    Built column by column, ~10x faster than a DataFrame of 45 config columns; a
-    contract column no row has is null, typed as the contract says (text or float).
-    """
-    names = list(leading) + [k for k in dict.fromkeys(itertools.chain.from_iterable(rows)) if k not in leading]
-    columns = {}
-    for name in names:
-        values = [r.get(name) for r in rows]
-        column = pa.array(values, from_pandas=True)
-        if pa.types.is_null(column.type) and name in leading:
-            column = column.cast(pa.string() if name in _TEXT else pa.float64())
-        columns[name] = column
-    return pa.table(columns)
 
 
 # ------------------------------------------------------------ row builders
