@@ -65,7 +65,7 @@ def reports(n: int, epochs: int, concurrent: int, layers: int, bins: int, replay
 
     Every `replay_every`-th trial crashes after epoch 3 and restarts from its epoch-2
     checkpoint: its first report after the restart carries the checkpoint's history
-    and epochs 3.. come again with new values (attempt 1), as raylab/trainable.py does.
+    and epochs 3.. come again with new values (attempt 1), as raylab/sweep/trainable.py does.
     """
     study = "scale"
     configs = trial_configs(n)
@@ -94,7 +94,7 @@ def _result(index: int, epoch: int, attempt: int, history: bool, epochs: int, la
                 "val_acc": acc, "lr": 0.01, "epoch_seconds": 2.0, "images_per_second": 25_000.0,
                 "train_images": 50_000 * e}
 
-    out = {**row(epoch, attempt), "time_total_s": 2.0 * epoch, "restarts": attempt}
+    out = {**row(epoch, attempt), "time_total_s": 2.0 * epoch}
     if history:
         out["history"] = [row(e, 0) for e in range(epoch)]
     if epoch == epochs:
@@ -116,6 +116,8 @@ def feed(callback, stream, flush_every: int, start: int = 0, on_flush=None) -> l
     for i, (trial, result) in enumerate(stream):
         if i < start:
             continue
+        if result.get("history"):  # a restart: Tune starts the trial again (it counts restarts; flushes)
+            callback.on_trial_start(i, [], trial)
         callback.on_trial_result(i, [], trial, result)
         if result.get("final"):
             trial.status = "TERMINATED"
