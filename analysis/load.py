@@ -5,10 +5,11 @@
     study.swept                                        # config fields the variants differ in: ["lr"]
     study.split()                                      # a combined sweep: one Study per `study` value
 
-Works on the partial results of a running sweep: a trial that has reported
-epochs but no row in trials.parquet yet appears with status "running" and its
-best / final val acc computed from the epochs so far; weights.parquet may be
-missing. Anything that is not a study folder raises StudyError with one line.
+Reads compacted folders (the three files), the append-only parts of a running
+or killed sweep (raylab/parts.py) and mixes of both alike, one row per key.
+A running trial's row holds its best / final val acc so far, as the writer
+stored them; weights may be missing. Anything that is not a study folder
+raises StudyError with one line.
 
 A combined sweep (`raylab.study.combine`, e.g. jobs/assignment.py) writes one
 folder whose rows carry several values in the `study` column; an identical
@@ -31,6 +32,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from raylab import results as R
+from raylab.parts import has_table
 
 # Config fields that describe where or how a trial ran, not what it studies:
 # never reported as a swept field even when they differ between variants.
@@ -110,8 +112,7 @@ def load_study(path: str | os.PathLike) -> Study:
     if info.type != pafs.FileType.Directory:
         raise StudyError(f"{path} is a file, not a study folder (expected a folder holding "
                          f"{R.METRICS} and {R.TRIALS})")
-    has = {name: R.exists(R.join(path, name)) for name in (R.METRICS, R.TRIALS, R.WEIGHTS)}
-    if not (has[R.METRICS] or has[R.TRIALS]):
+    if not (has_table(path, R.METRICS) or has_table(path, R.TRIALS)):
         inner = _child_studies(path)
         hint = (f"; it holds study folders {', '.join(inner[:5])}{', ...' if len(inner) > 5 else ''}"
                 if inner else "")
@@ -123,7 +124,7 @@ def load_study(path: str | os.PathLike) -> Study:
     except R.ResultsError as exc:
         raise StudyError(str(exc)) from None
     meta = _read_meta(path)
-    trials = _complete_trials(trials, metrics)
+    trials["status"] = trials["status"].fillna("running").astype(str)
     name = (meta.get("name") if isinstance(meta.get("name"), str) else None) \
         or _single(trials["study"]) or _single(metrics["study"]) or _basename(path)
     for df in (metrics, trials, weights):  # a single-run folder may leave `study` empty
@@ -203,12 +204,12 @@ def shared_variants(study: Study) -> list[list[tuple[str, str]]]:
 
 
 def _sub_metas(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """study name -> its meta (variants, swept, ...) where the parent's study.json says it."""
+    """study name -> its meta where the parent's study.json says it: raylab writes a
+    `studies` list of {name, variants, swept} (Study.describe, load_studies) and
+    combined variants as "study/variant"."""
     out: dict[str, dict[str, Any]] = {}
     for entry in meta.get("studies", []) if isinstance(meta.get("studies"), list) else []:
-        if isinstance(entry, str):
-            out.setdefault(entry, {})
-        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
             out.setdefault(entry["name"], {k: v for k, v in entry.items()
                                            if k in ("description", "swept", "variants", "seeds")})
     for v in meta.get("variants", []) if isinstance(meta.get("variants"), list) else []:
@@ -217,10 +218,6 @@ def _sub_metas(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
             listed = out.setdefault(name, {}).setdefault("variants", [])
             if var not in listed:
                 listed.append(var)
-        elif isinstance(v, dict) and isinstance(v.get("study"), str) and isinstance(v.get("name"), str):
-            listed = out.setdefault(v["study"], {}).setdefault("variants", [])
-            if v["name"] not in listed:
-                listed.append(v["name"])
     return out
 
 
@@ -282,19 +279,15 @@ def _child_studies(path: str) -> list[str]:
     except (OSError, ValueError):
         return []
     return sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory
-                  and (R.exists(R.join(path, e.base_name, R.METRICS))
-                       or R.exists(R.join(path, e.base_name, R.TRIALS))))
+                  and (has_table(R.join(path, e.base_name), R.METRICS)
+                       or has_table(R.join(path, e.base_name), R.TRIALS)))
 
 
 def _read(path: str, name: str) -> pd.DataFrame:
     df = R.read_table(path, name, required=False)
     for col in _NUMERIC[name]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    for col in R.KEY_COLUMNS:
-        if col == "seed":
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-        else:
-            df[col] = df[col].map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+    df["seed"] = pd.to_numeric(df["seed"], errors="coerce")
     if name == R.METRICS and len(df):
         df = df.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
     return df
@@ -313,65 +306,6 @@ def _read_meta(path: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise StudyError(f"{meta_path} must hold a JSON object with name, swept, variants, seeds")
     return meta
-
-
-def _complete_trials(trials: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Add a `running` row for every trial that has epochs in metrics but no trials row yet,
-    and fill the results of a `running` row written without them from its epochs so far."""
-    trials = _fill_running(trials, metrics)
-    known = set(trials["trial_id"].dropna())
-    live = metrics[~metrics["trial_id"].isin(known)]
-    if live.empty:
-        trials["status"] = trials["status"].fillna("running").astype(str)
-        return trials.reset_index(drop=True)
-    rows = []
-    config_cols = config_fields(metrics)
-    for tid, g in live.groupby("trial_id", sort=True):
-        g = g.sort_values("epoch")
-        acc = g["val_acc"].where(np.isfinite(g["val_acc"]))
-        best = acc.idxmax() if acc.notna().any() else None
-        row = {c: g[c].iloc[0] for c in ["study", "trial_id", "variant", "seed"]}
-        row.update(
-            status="running", epochs_run=float(g["epoch"].max()),
-            best_val_acc=float(acc.max()) if best is not None else math.nan,
-            best_epoch=float(g.loc[best, "epoch"]) if best is not None else math.nan,
-            final_val_acc=float(g["val_acc"].iloc[-1]), n_params=math.nan, macs=math.nan,
-            wall_seconds=float(g["epoch_seconds"].sum(min_count=1)), restarts=math.nan, error=None,
-        )
-        row.update({c: g[c].iloc[-1] for c in config_cols})
-        rows.append(row)
-    extra = pd.DataFrame(rows)
-    out = pd.concat([trials, extra], ignore_index=True, sort=False) if len(trials) else extra
-    for col in R.TRIAL_COLUMNS:
-        if col not in out.columns:
-            out[col] = pd.Series(dtype="float64")
-    out["status"] = out["status"].fillna("running").astype(str)
-    return out.reset_index(drop=True)
-
-
-def _fill_running(trials: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """A sweep may write a `running` trials row before the trial's result: take best / final
-    val acc and epochs run from the epochs reported so far where the row has none."""
-    if trials.empty or metrics.empty:
-        return trials
-    todo = trials["status"].astype(str).eq("running") & trials["best_val_acc"].isna() \
-        & trials["trial_id"].isin(set(metrics["trial_id"]))
-    if not todo.any():
-        return trials
-    m = metrics[metrics["trial_id"].isin(set(trials.loc[todo, "trial_id"]))]
-    m = m.assign(_acc=m["val_acc"].where(np.isfinite(m["val_acc"])))
-    trials = trials.copy()
-    for i in trials.index[todo]:
-        g = m[m["trial_id"] == trials.at[i, "trial_id"]].sort_values("epoch")
-        if g["_acc"].notna().any():
-            best = g["_acc"].idxmax()
-            trials.at[i, "best_val_acc"] = float(g.at[best, "_acc"])
-            trials.at[i, "best_epoch"] = float(g.at[best, "epoch"])
-        trials.at[i, "final_val_acc"] = float(g["val_acc"].iloc[-1])
-        epochs = float(g["epoch"].max())
-        if not (trials.at[i, "epochs_run"] >= epochs):
-            trials.at[i, "epochs_run"] = epochs
-    return trials
 
 
 def _single(col: pd.Series) -> str | None:

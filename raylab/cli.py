@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_dir")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("compact", help="merge a study's Parquet parts into its three files")
+    p.add_argument("study_dir", help="e.g. results/lab2_lr_sweep or s3://bucket/results/lab2_lr_sweep")
+    p.set_defaults(func=cmd_compact)
+
     p = sub.add_parser("list", help="the studies in a jobs folder, with variant and trial counts")
     p.add_argument("folder", nargs="?", default="jobs")
     p.set_defaults(func=cmd_list)
@@ -267,6 +271,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _int(value) -> int:
     """Missing or NaN (a trial that has not reported yet) reads as 0."""
     return int(value) if value is not None and value == value else 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    """`raylab compact STUDY`: what a sweep does at its end, for one that was killed before it."""
+    from raylab.parts import compact_study
+
+    print(compact_study(args.study_dir))
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

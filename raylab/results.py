@@ -22,27 +22,14 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raylab import parts
 from raylab.config import HIDDEN_FIELDS
 from raylab.errors import ResultsError, StorageError  # noqa: F401  (analysis catches ResultsError from here)
 from raylab.storage import exists, join, resolve_fs, write_bytes  # noqa: F401  (re-exported for readers)
-
-METRICS, TRIALS, WEIGHTS = "metrics.parquet", "trials.parquet", "weights.parquet"
-KEY_COLUMNS = ["study", "trial_id", "variant", "seed"]
-# What train() measures per epoch; train_images: images trained on that epoch,
-# summed over DDP ranks (the whole split once; 0 for epoch 0, which only evaluates).
-EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                 "epoch_seconds", "images_per_second", "train_images"]
-METRIC_COLUMNS = KEY_COLUMNS + EPOCH_COLUMNS
-SUMMARY_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc"]  # best_and_final() computes them
-TRIAL_COLUMNS = KEY_COLUMNS + [
-    "status", "epochs_run", *SUMMARY_COLUMNS,
-    "n_params", "macs", "wall_seconds", "restarts", "error",
-]
-WEIGHT_COLUMNS = KEY_COLUMNS + ["layer", "bin_left", "bin_right", "count"]
-REQUIRED = {METRICS: METRIC_COLUMNS, TRIALS: TRIAL_COLUMNS, WEIGHTS: WEIGHT_COLUMNS}
+from raylab.tables import (EPOCH_COLUMNS, KEY_COLUMNS, METRIC_COLUMNS, METRICS, REQUIRED,  # noqa: F401  (the contract)
+                           SUMMARY_COLUMNS, TRIAL_COLUMNS, TRIALS, WEIGHT_COLUMNS, WEIGHTS, arrow_table)
 
 
 # ---------------------------------------------------------------- epoch rows
@@ -90,20 +77,18 @@ def write_table(df: pd.DataFrame, path: str) -> None:
     write_bytes(buf.getvalue(), path)
 
 
-
-
 def read_table(study_dir: str, name: str, *, required: bool = True) -> pd.DataFrame:
-    """Read one contract table of a study folder, checking its columns."""
+    """Read one contract table of a study folder, checking its columns: the compacted
+    file and the parts flushed since, one row per key (raylab/parts.py)."""
     path = join(study_dir, name)
-    fs, p = resolve_fs(path)
-    if fs.get_file_info(p).type == pafs.FileType.NotFound:
+    try:
+        df = parts.read_resolved(study_dir, name)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from None
+    if df is None:
         if required:
             raise ResultsError(f"{path} not found: is {study_dir} a raylab study folder?")
         return pd.DataFrame(columns=REQUIRED[name])
-    try:
-        df = pq.read_table(p, filesystem=fs).to_pandas()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from None
     missing = [c for c in REQUIRED[name] if c not in df.columns]
     if missing:
         raise ResultsError(f"{path} lacks contract columns {missing}: not a raylab results file")
@@ -111,64 +96,94 @@ def read_table(study_dir: str, name: str, *, required: bool = True) -> pd.DataFr
 
 
 # --------------------------------------------------------------------- writer
+SMALL_ROWS = 20_000  # up to this many rows on disk, every flush also compacts (~50 ms here)
+
+
 @dataclass
 class StudyWriter:
-    """Accumulates rows for one study folder and rewrites its tables atomically.
+    """Writes one study folder: each flush appends only the rows added since the last
+    one, as one Parquet part per table (raylab/parts.py), so its cost does not grow
+    with the study.
 
-    Rows are upserted by key ((trial_id, epoch), trial_id, (trial_id, layer,
-    bin)), so an epoch reported again after a restart from a checkpoint
-    replaces its earlier row instead of doubling it. Existing tables are read
-    back on start, which is what makes a resumed sweep append, not overwrite.
+    It holds the latest row of each trial (`trials`, what a driver decides with)
+    and the rows not flushed yet, never the study's history. Rows are keyed
+    ((trial_id, epoch), trial_id, a trial's histograms), and readers keep the
+    latest, so an epoch reported again after a restart replaces its earlier row.
+    A resumed sweep starts from the trials already on disk and appends after
+    them. While the study holds at most `small_rows` rows every flush compacts,
+    so small studies are the three files they always were; `close` compacts any.
     """
 
     root: str
-    metrics: dict[tuple[str, int], dict] = field(default_factory=dict)
+    small_rows: int = SMALL_ROWS
     trials: dict[str, dict] = field(default_factory=dict)
-    weights: dict[str, list[dict]] = field(default_factory=dict)
+    _metrics: list[dict] = field(default_factory=list)
+    _weights: dict[str, list[dict]] = field(default_factory=dict)
+    _dirty: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        for row in read_table(self.root, METRICS, required=False).to_dict("records"):
-            self.metrics[(row["trial_id"], int(row["epoch"]))] = row
         for row in read_table(self.root, TRIALS, required=False).to_dict("records"):
             self.trials[row["trial_id"]] = row
-        for row in read_table(self.root, WEIGHTS, required=False).to_dict("records"):
-            self.weights.setdefault(row["trial_id"], []).append(row)
+        parts.drop_uncommitted(self.root)
+        self._flush_no = parts.next_flush(self.root)
+        self._stacks = {t: parts.live(parts.list_parts(self.root, t), parts.compacted_through(self.root, t))
+                        for t in REQUIRED}
+        self._rows_on_disk = sum(_rows(self.root, t) for t in REQUIRED)
 
     def add_epoch(self, row: dict) -> None:
-        self.metrics[(row["trial_id"], int(row["epoch"]))] = row
+        self._metrics.append(row)
 
     def drop_epochs_after(self, trial_id: str, epoch: int) -> None:
         """Forget rows a crashed attempt reported past the checkpoint it restarts from."""
-        for key in [k for k in self.metrics if k[0] == trial_id and k[1] > epoch]:
-            del self.metrics[key]
+        self.flush()
+        parts.compact(self.root, drop_after={trial_id: epoch})
+        self._stacks = {t: [] for t in REQUIRED}
 
     def set_trial(self, row: dict) -> None:
         self.trials[row["trial_id"]] = {**self.trials.get(row["trial_id"], {}), **row}
+        self._dirty.add(row["trial_id"])
 
     def set_weights(self, trial_id: str, rows: list[dict]) -> None:
-        self.weights[trial_id] = rows
+        self._weights[trial_id] = rows
 
     def flush(self) -> None:
-        metrics = sorted(self.metrics.values(), key=lambda r: (r["trial_id"], int(r["epoch"])))
-        trials = sorted(self.trials.values(), key=lambda r: r["trial_id"])
-        weights = [r for tid in sorted(self.weights) for r in self.weights[tid]]
-        write_table(_frame(metrics, METRIC_COLUMNS), join(self.root, METRICS))
-        write_table(_frame(trials, TRIAL_COLUMNS), join(self.root, TRIALS))
-        write_table(_frame(weights, WEIGHT_COLUMNS), join(self.root, WEIGHTS))
+        """Write what is new as one part per table; merge or compact as the layout requires."""
+        new = {METRICS: arrow_table(self._metrics, METRIC_COLUMNS),
+               TRIALS: arrow_table([self.trials[t] for t in sorted(self._dirty)], TRIAL_COLUMNS),
+               WEIGHTS: arrow_table([r for t in sorted(self._weights) for r in self._weights[t]], WEIGHT_COLUMNS)}
+        if not any(len(df) for df in new.values()):
+            return
+        part = parts.Part(0, self._flush_no, self._flush_no)
+        for table in (METRICS, WEIGHTS, TRIALS):  # trials last, even empty: it commits the flush
+            if len(new[table]) or table == TRIALS:
+                parts.write_part(self.root, table, new[table], part)
+                self._stacks[table].append(part)
+        for table in REQUIRED:  # merges only after the commit: a merged part holds committed flushes
+            self._stacks[table] = parts.merge_tail(self.root, table, self._stacks[table])
+        self._flush_no += 1
+        self._rows_on_disk += sum(len(df) for df in new.values())
+        self._metrics, self._weights, self._dirty = [], {}, set()
+        if self._rows_on_disk <= self.small_rows:
+            self.close()
+
+    def close(self) -> None:
+        """Flush, then merge every part into the three files (a sweep's end)."""
+        self.flush()
+        parts.compact(self.root)
+        self._stacks = {t: [] for t in REQUIRED}
 
 
-def _frame(rows: list[dict], leading: list[str]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    for col in leading:
-        if col not in df.columns:
-            df[col] = pd.Series(dtype="float64")
-    rest = [c for c in df.columns if c not in leading]
-    df = df[leading + rest]
-    # Object columns mixing None and str would otherwise be typed by whichever comes first.
-    for col in ("error",):
-        if col in df.columns:
-            df[col] = df[col].astype("string")
-    return df
+def _rows(root: str, table: str) -> int:
+    """Rows on disk for `table` (an upper bound: a replaced row counts twice), from footers only."""
+    paths = [join(root, table)] + [join(parts.part_dir(root, table), q.name) for q in parts.list_parts(root, table)]
+    total = 0
+    for path in paths:
+        fs, p = resolve_fs(path)
+        try:
+            total += pq.read_metadata(p, filesystem=fs).num_rows
+        except (FileNotFoundError, pa.ArrowInvalid, OSError):
+            pass
+    return total
 
 
 # ------------------------------------------------------------ row builders
@@ -180,6 +195,19 @@ def epoch_record(meta: dict, config: dict, row: dict) -> dict:
 def trial_record(meta: dict, config: dict, **values: Any) -> dict:
     """A trials.parquet row; `values` are the contract's trial columns."""
     return {**meta, "seed": config["seed"], **values, **config_columns(config)}
+
+
+def running_best(previous: dict | None, result: dict) -> dict:
+    """best / final val acc of a running trial, kept up to date from its reports so far
+    (the driver holds no epoch rows: readers take these as written)."""
+    acc, epoch = result.get("val_acc"), int(result["epoch"])
+    best, best_epoch = (previous or {}).get("best_val_acc"), (previous or {}).get("best_epoch")
+    ran = (previous or {}).get("epochs_run")
+    if ran is not None and ran >= epoch and best_epoch is not None and best_epoch >= epoch:
+        best = best_epoch = None  # that best came from an epoch this attempt replays
+    if acc is not None and acc == acc and (best is None or best != best or acc > best):
+        best, best_epoch = float(acc), epoch
+    return {"best_val_acc": best, "best_epoch": best_epoch, "final_val_acc": acc}
 
 
 def weight_records(meta: dict, config: dict, rows: list[dict]) -> list[dict]:

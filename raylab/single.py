@@ -12,7 +12,7 @@ from pathlib import Path
 from raylab.checkpoints import TrialFile, checkpoint_path
 from raylab.config import TrialConfig
 from raylab.errors import CheckpointError, UsageError
-from raylab.results import StudyWriter, epoch_record, trial_record, weight_records
+from raylab.results import StudyWriter, epoch_record, running_best, trial_record, weight_records
 from raylab.storage import check_writable
 from raylab.study import Trial, variant_name
 from raylab.train import InjectedFault, format_epoch, train
@@ -41,7 +41,8 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
 
     def report(row: dict, checkpoint) -> None:
         writer.add_epoch(epoch_record(meta, config, row))
-        writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=restarts))
+        writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=restarts,
+                                      **running_best(writer.trials.get(trial_id), row)))
         ckpt.save(checkpoint)
         writer.flush()
         if not progress and row["epoch"] > 0:  # with a progress bar, train() prints the line

@@ -51,11 +51,11 @@ def write_bytes(data, path: str) -> None:
     """
     fs, p = resolve_fs(path)
     try:
-        fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-        if not isinstance(fs, pafs.LocalFileSystem):
+        if not isinstance(fs, pafs.LocalFileSystem):  # keys need no folders: one PUT, nothing else
             with fs.open_output_stream(p) as fh:
                 fh.write(data)
             return
+        fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
         _remove_stale_temps(p)
         tmp = f"{p}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:

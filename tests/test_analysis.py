@@ -49,7 +49,8 @@ def write_study(folder: Path, name: str, spec: dict, *, seeds=(0, 1), epochs: in
     val_acc rises linearly from 0.1 to `best` at the last epoch (or the one before
     when final != best, then drops to `final`). A diverging trial reaches `best`
     at epoch 1, then its losses are inf / nan and it stops after epoch 2.
-    `running` names (variant, seed) pairs that have epochs but no trials row yet.
+    `running` names (variant, seed) pairs still running: their trials row is what a sweep's
+    writer stores mid-run (status running, best / final val acc so far).
     `study`: the `study` column when it is not the folder's name; the writer reads
     the folder back first, so calls with several values make a combined folder.
     """
@@ -77,6 +78,9 @@ def write_study(folder: Path, name: str, spec: dict, *, seeds=(0, 1), epochs: in
                              else math.nan, "val_acc": acc, "lr": cfg["base_lr"],
                              "epoch_seconds": 1.0, "images_per_second": 1000.0, **cfg})
             if (variant, seed) in running:
+                w.set_trial({"study": name, "trial_id": tid, "variant": variant, "seed": seed,
+                             "status": "running", "epochs_run": last, "best_val_acc": best,
+                             "best_epoch": peak, "final_val_acc": acc, **cfg})
                 continue
             w.set_trial({"study": name, "trial_id": tid, "variant": variant, "seed": seed,
                          "status": "diverged" if diverge else "completed", "epochs_run": last,

@@ -126,7 +126,7 @@ def test_aliases_stay_thin():
         assert body[0].module.startswith("raylab.sweep."), name
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["status", "nowhere"], ["train", "--lr"],
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["status", "nowhere"], ["compact", "nowhere"], ["train", "--lr"],
                                   ["run", "jobs/quickstart.py", "--workers", "0"]])
 def test_light_commands_load_neither_torch_nor_ray(args, tmp_path):
     probe = ("import runpy, sys\nsys.argv = ['raylab', *sys.argv[1:]]\n"

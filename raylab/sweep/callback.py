@@ -1,4 +1,7 @@
-"""Driver side of a sweep: reported epochs -> the three Parquet tables, kept fresh."""
+"""Driver side of a sweep: reported epochs -> the three Parquet tables, kept fresh.
+
+Each flush appends only what is new (raylab/parts.py); the sweep's end compacts.
+"""
 from __future__ import annotations
 
 import time
@@ -6,7 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StudyWriter, best_and_final, epoch_record,
+from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StudyWriter, epoch_record, running_best,
                             trial_record, weight_records)
 
 
@@ -54,7 +57,8 @@ class ParquetCallback(Callback):
         config = trial.config["spec"]["trial"]
         final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
         for meta in _metas(trial):
-            for old in result.get("history") or []:
+            history = result.get("history") or []
+            for old in history:
                 self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_COLUMNS}))
             self.writer.add_epoch(epoch_record(meta, config, {k: result[k] for k in EPOCH_COLUMNS}))
             if final:
@@ -63,9 +67,12 @@ class ParquetCallback(Callback):
                     epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
                 self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
             else:
+                so_far = _so_far(self.writer.trials.get(meta["trial_id"]), [*history, result])
                 self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(result["epoch"]),
-                                                   wall_seconds=result.get("time_total_s")))
-        self._flush(force=final)
+                                                   wall_seconds=result.get("time_total_s"), **so_far))
+        # No forced flush at a trial's end: Tune saves its experiment state only after
+        # get_state (above) has flushed, so a resume never believes more than is on disk.
+        self._flush()
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = "trial failed; see its error.txt in the tune/ folder"
@@ -81,12 +88,11 @@ class ParquetCallback(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         for trial in trials:  # stopped early by a scheduler (ASHA): no final report came
             for meta in _metas(trial):
-                tid = meta["trial_id"]
-                row = self.writer.trials.get(tid)
+                row = self.writer.trials.get(meta["trial_id"])
                 if row and row.get("status") == "running" and trial.status == "TERMINATED":
-                    epochs = [r for (t, _), r in self.writer.metrics.items() if t == tid]
-                    self.writer.set_trial({"trial_id": tid, "status": "stopped", **best_and_final(epochs)})
-        self._flush(force=True)
+                    # its best / final so far are in the row already (_so_far)
+                    self.writer.set_trial({"trial_id": meta["trial_id"], "status": "stopped"})
+        self.writer.close()  # the sweep's parts merged into the three files
 
     def _flush(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -98,6 +104,15 @@ class ParquetCallback(Callback):
 def _int(value) -> int:
     """Missing or NaN reads as 0."""
     return int(value) if value is not None and value == value else 0
+
+
+def _so_far(previous: dict | None, rows: list[dict]) -> dict:
+    """best / final val acc of a running trial after `rows` (a restored trial's first
+    report replays its checkpoint's history from epoch 0, then the new epoch)."""
+    row = dict(previous or {})
+    for r in rows:
+        row.update(running_best(row, r), epochs_run=int(r["epoch"]))
+    return {k: row[k] for k in SUMMARY_COLUMNS}
 
 
 def _metas(trial) -> list[dict]:
