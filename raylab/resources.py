@@ -49,5 +49,7 @@ def check_resources(cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[s
             need, have, where = res, largest, "the largest node has"
         for kind, flag in (("GPU", "--gpus-per-trial"), ("CPU", "--cpus-per-trial")):
             if need[kind] > have.get(kind, 0) + 1e-9:
+                more = " (--num-cpus on local Ray)" if kind == "CPU" and opts.workers > 1 else ""
                 raise ConfigError(f"a trial needs {need[kind]:g} {kind} but {where} {have.get(kind, 0):g}: "
-                                  f"lower {flag}{' or --workers' if opts.workers > 1 else ''}, or add nodes")
+                                  f"lower {flag}{' or --workers' if opts.workers > 1 else ''}, "
+                                  f"or add nodes{more}")

@@ -23,7 +23,8 @@ import numpy as np
 
 from raylab.config import ConfigError
 from raylab.parquet_callback import ParquetCallback
-from raylab.resources import DDP_DRIVER_CPU, check_resources, default_resources
+from raylab.node_wait import sized_cluster
+from raylab.resources import DDP_DRIVER_CPU, default_resources
 from raylab.results import StorageError, check_writable, checkpoint_path, join, write_bytes
 from raylab.study import Study
 from raylab.trainable import data_key, data_sources, raylab_trial
@@ -43,6 +44,7 @@ class SweepOptions:
     scheduler: str = "fifo"           # fifo | asha
     max_failures: int = 2             # restarts of a crashed trial from its checkpoint
     num_cpus: int | None = None       # local Ray only: CPUs it may use
+    wait_for_nodes: float = 600       # on a cluster: seconds to wait for the autoscaler to add a node
     verbose: int = 1                  # Tune's progress output: 0 silent, 1 table
 
 
@@ -59,9 +61,7 @@ def run_study(study: Study, opts: SweepOptions):
     import ray
     from ray import tune
 
-    cluster = ray.cluster_resources()
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    check_resources([t.config for t in trials], opts, cluster, nodes)
+    cluster = sized_cluster([t.config for t in trials], opts)
     specs = [_spec(t, opts, cluster, root) for t in trials]
     lock = _lock(root)  # before anything is written: a second driver must not touch the folder
     try:
@@ -199,7 +199,7 @@ def _connect(opts: SweepOptions) -> None:
         if opts.address:
             ray.init(address=opts.address, log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
         else:
-            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1,
+            ray.init(num_cpus=_local_cpus(opts), include_dashboard=False, log_to_driver=opts.verbose > 1,
                      logging_level=ray_logger.level)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -207,6 +207,15 @@ def _connect(opts: SweepOptions) -> None:
         raise ConfigError(f"cannot start or reach {where}: {first}") from None
     finally:
         ray_logger.setLevel(level)
+
+
+def _local_cpus(opts: SweepOptions) -> int | None:
+    """One CPU more than the machine has when trials are DDP jobs: each trial's
+    driver holds 0.001 CPU (resources.DDP_DRIVER_CPU) while it only waits on its
+    workers, and without room for it `--workers 2` on 2 cores never starts."""
+    if opts.num_cpus is not None or opts.workers < 2:
+        return opts.num_cpus
+    return (os.cpu_count() or 1) + 1
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -236,9 +245,11 @@ def _lock(root: str):
     """Hold an exclusive lock on the study folder while a driver runs it.
 
     flock dies with its process, so a SIGKILLed driver never leaves a stale lock.
+    On s3:// and other object stores: raylab/storage_lease.py.
     """
-    if "://" in root:
-        return open(os.devnull)
+    if "://" in root:  # no flock on object storage: a heartbeat lease object
+        from raylab.storage_lease import StorageLease
+        return StorageLease(root)
     import fcntl
     check_writable(root)
     try:
