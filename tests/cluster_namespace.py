@@ -71,8 +71,11 @@ def step(name: str, cmd: str, timeout: float = 240) -> subprocess.CompletedProce
 
 
 def user_env() -> dict:
+    # RAY_UP_enable_autoscaler_v2=0: with Ray 2.60's default v2 autoscaler a
+    # local-provider worker is never started (monitor.log lists only the head
+    # after 8 minutes); v1 starts it. README's on-prem steps say the same.
     return {**os.environ, **S3, "HOME": str(HOME), "PATH": f"{VENV}/bin:{os.environ['PATH']}",
-            "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+            "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "RAY_UP_enable_autoscaler_v2": "0"}
 
 
 def private_machine() -> None:
@@ -85,7 +88,7 @@ def private_machine() -> None:
               for line in Path("/etc/passwd").read_text().splitlines()]
     (WORK / "passwd").write_text("\n".join(passwd) + "\n")
     sh(f"mount --bind {WORK / 'passwd'} /etc/passwd")
-    for name, target in (("raytmp", Path("/tmp/ray")), ("run-sshd", Path("/run/sshd"))):
+    for name, target in (("raytmp-client", Path("/tmp/ray")), ("run-sshd", Path("/run/sshd"))):
         (WORK / name).mkdir(parents=True, exist_ok=True)
         target.mkdir(parents=True, exist_ok=True)
         sh(f"mount --bind {WORK / name} {target}")
@@ -109,12 +112,31 @@ def start_sshd() -> Path:
     (HOME / ".bashrc").write_text("")  # the launcher's commands source it
     (HOME / ".bash_profile").write_text(f"export PATH={VENV}/bin:$PATH\nexport RAY_USAGE_STATS_ENABLED=0\n"
                                         f"{exports}")
-    (WORK / "sshd_config").write_text(
-        f"Port 22\nListenAddress 0.0.0.0\nHostKey {WORK}/host_key\nPermitRootLogin prohibit-password\n"
-        f"UsePAM no\nPidFile {WORK}/sshd.pid\nStrictModes no\nMaxStartups 100\nMaxSessions 100\n"
-        "Subsystem sftp internal-sftp\n")
-    sh(f"/usr/sbin/sshd -f {WORK}/sshd_config -E {WORK}/sshd.log")
+    for node, ip in NODES.items():
+        start_node(node, ip)
     return ssh / "id_ed25519"
+
+
+NODES = {"head": "127.0.0.1", "worker": "127.0.0.2"}
+
+
+def start_node(node: str, ip: str) -> None:
+    """A "machine": sshd on its own IP in its own PID and mount namespaces, with
+    its own /tmp/ray, so the `ray stop` in a node's start commands sees only
+    that node's processes, as on separate hosts."""
+    (WORK / f"sshd-{node}").write_text(
+        f"Port 22\nListenAddress {ip}\nHostKey {WORK}/host_key\nPermitRootLogin prohibit-password\n"
+        f"UsePAM no\nPidFile {WORK}/sshd-{node}.pid\nStrictModes no\nMaxStartups 100\nMaxSessions 100\n"
+        "Subsystem sftp internal-sftp\n")
+    (WORK / f"raytmp-{node}").mkdir()
+    inner = (f"mount --bind {WORK}/raytmp-{node} /tmp/ray && "
+             f"exec /usr/sbin/sshd -D -f {WORK}/sshd-{node} -E {WORK}/sshd-{node}.log")
+    subprocess.Popen(["unshare", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child", "bash", "-c", inner])
+    for _ in range(100):
+        if subprocess.run(["bash", "-c", f"echo > /dev/tcp/{ip}/22"], stderr=subprocess.DEVNULL).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"sshd for {node} did not listen on {ip}:22")
 
 
 def start_s3() -> None:

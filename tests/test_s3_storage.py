@@ -103,6 +103,7 @@ def _cli(*args, env=None):
                           env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}, timeout=300)
 
 
+@pytest.mark.slow
 def test_sweep_on_s3_is_read_back_and_guarded(s3_env, tmp_path):
     storage = f"s3://{BUCKET}/sweeps"
     study = Study("s3sweep", grid(lr=[0.1, 0.05]),
