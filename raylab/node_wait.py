@@ -2,7 +2,7 @@
 
 Right after `ray up` the head (0 CPUs for trials) may be the only node: the
 autoscaler adds workers only for work it is asked for. So on a cluster raylab
-connected to (not one it started), a trial no node can hold yet is not
+connected to that has an autoscaler (not one it started), a trial no node can hold yet is not
 refused: raylab asks the autoscaler for it (request_resources) and waits up
 to --wait-for-nodes seconds, printing what it waits for; only then does it
 refuse. A local Ray that raylab started never grows: it refuses at once.
@@ -19,11 +19,30 @@ POLL_S = 2.0
 
 
 def cluster_can_grow() -> bool:
-    """True when this driver joined a running cluster (`ray up`, `ray start`)
-    rather than starting a local Ray itself."""
+    """True when this driver joined a running cluster that has an autoscaler
+    (`ray up` starts one on the head); False for a local Ray raylab started and
+    for a fixed set of `ray start` nodes, which never grow."""
     import ray
     node = ray._private.worker._global_node
-    return node is not None and not node.head
+    if node is None or node.head:
+        return False
+    import json
+
+    from ray._private.ray_constants import DEBUG_AUTOSCALING_STATUS
+    from ray.experimental.internal_kv import _internal_kv_get
+    try:
+        from ray.autoscaler.v2.utils import is_autoscaler_v2
+        if is_autoscaler_v2(fetch_from_server=True):
+            return True
+        # The v1 monitor runs on every head and posts this each round. Without a
+        # launcher config (a plain `ray start --head`) it runs a read-only
+        # provider whose node types are named "node_<node id>"; `ray up` gives
+        # the config's own type names (head, gpu_worker, local.cluster.node).
+        status = json.loads(_internal_kv_get(DEBUG_AUTOSCALING_STATUS) or b"{}")
+        types = (status.get("autoscaler_report") or {}).get("node_type_mapping") or {}
+        return any(not t.startswith("node_") for t in types.values())
+    except Exception:  # an older or stripped-down Ray: behave as a fixed cluster
+        return False
 
 
 def sized_cluster(cfgs: list[TrialConfig], opts, wait_s: float | None = None) -> dict[str, float]:

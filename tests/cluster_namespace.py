@@ -1,9 +1,9 @@
 """The cluster path run for real, as PID 1 of its own PID, network and mount
 namespaces (tests/test_launcher.py starts it under `unshare`): sshd on the
 namespace's loopback, moto's S3 server, Ray's own launcher (`ray up`) with a
-local-provider config derived from cluster.yaml, a head at 127.0.0.1 and a
-worker at 127.0.0.2, `ray submit`, `ray job submit`, report and resume from
-s3://, `ray down`. Every process it starts dies with the namespace.
+local-provider config derived from cluster.yaml, a head at 10.10.0.1 and a
+worker at 10.10.0.2 (its own network namespace, joined by a veth pair),
+`ray submit`, `ray job submit`, report and resume from s3://, `ray down`. Every process it starts dies with the namespace.
 
     python tests/cluster_namespace.py CHECKOUT WORKDIR
 
@@ -27,7 +27,7 @@ ROOT, WORK = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 VENV = Path(sys.prefix)
 HOME = WORK / "home"  # root's home inside the namespace (its /etc/passwd says so)
 BUCKET = "raylab-ci"
-S3 = {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ACCESS_KEY_ID": "testing",
+S3 = {"AWS_ENDPOINT_URL": "http://10.10.0.1:5000", "AWS_ACCESS_KEY_ID": "testing",
       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 # Small and fast: 2 epochs of SimpleNN on 200 synthetic images, one thread per trial.
 FAST = "--data synthetic:200 --epochs 2 --set threads=1 --set batch_size=50 --quiet"
@@ -112,27 +112,40 @@ def start_sshd() -> Path:
     (HOME / ".bashrc").write_text("")  # the launcher's commands source it
     (HOME / ".bash_profile").write_text(f"export PATH={VENV}/bin:$PATH\nexport RAY_USAGE_STATS_ENABLED=0\n"
                                         f"{exports}")
-    for node, ip in NODES.items():
-        start_node(node, ip)
+    start_node("worker", WORKER_IP)  # first: it makes the veth pair the head's address lives on
+    start_node("head", HEAD_IP)
     return ssh / "id_ed25519"
 
 
-NODES = {"head": "127.0.0.1", "worker": "127.0.0.2"}
+# The head shares this namespace's network (sshd, ray up's client and the S3
+# server reach it on its veth address); the worker has a network namespace of
+# its own, joined by a veth pair, so its Ray ports (8076, the agent's 52365
+# ...) are its own, as on a separate machine.
+HEAD_IP, WORKER_IP = "10.10.0.1", "10.10.0.2"
 
 
 def start_node(node: str, ip: str) -> None:
-    """A "machine": sshd on its own IP in its own PID and mount namespaces, with
-    its own /tmp/ray, so the `ray stop` in a node's start commands sees only
-    that node's processes, as on separate hosts."""
+    """A "machine": sshd on its own IP in its own PID and mount namespaces (the
+    worker also in its own network namespace), with its own /tmp/ray, so the
+    `ray stop` in a node's start commands sees only that node's processes."""
     (WORK / f"sshd-{node}").write_text(
         f"Port 22\nListenAddress {ip}\nHostKey {WORK}/host_key\nPermitRootLogin prohibit-password\n"
         f"UsePAM no\nPidFile {WORK}/sshd-{node}.pid\nStrictModes no\nMaxStartups 100\nMaxSessions 100\n"
         "Subsystem sftp internal-sftp\n")
     (WORK / f"raytmp-{node}").mkdir()
-    inner = (f"mount --bind {WORK}/raytmp-{node} /tmp/ray && "
-             f"exec /usr/sbin/sshd -D -f {WORK}/sshd-{node} -E {WORK}/sshd-{node}.log")
-    subprocess.Popen(["unshare", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child", "bash", "-c", inner])
-    for _ in range(100):
+    net = []
+    inner = f"mount --bind {WORK}/raytmp-{node} /tmp/ray && "
+    if node == "worker":
+        net = ["--net"]
+        inner += ("until ip link show vw >/dev/null 2>&1; do sleep 0.05; done; ip link set lo up && "
+                  f"ip addr add {ip}/24 dev vw && ip link set vw up && ")
+    inner += f"exec /usr/sbin/sshd -D -f {WORK}/sshd-{node} -E {WORK}/sshd-{node}.log"
+    p = subprocess.Popen(["unshare", "--pid", "--mount", *net, "--fork", "--mount-proc", "--kill-child",
+                          "bash", "-c", inner])
+    if node == "worker":  # unshare itself entered the new network namespace: hand it one end
+        sh(f"ip link add vh type veth peer name vw && ip link set vw netns {p.pid} && "
+           f"ip addr add {HEAD_IP}/24 dev vh && ip link set vh up")
+    for _ in range(200):
         if subprocess.run(["bash", "-c", f"echo > /dev/tcp/{ip}/22"], stderr=subprocess.DEVNULL).returncode == 0:
             return
         time.sleep(0.1)
@@ -141,7 +154,7 @@ def start_node(node: str, ip: str) -> None:
 
 def start_s3() -> None:
     log = open(WORK / "moto.log", "w")
-    subprocess.Popen([str(VENV / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", "5000"], stdout=log, stderr=log)
+    subprocess.Popen([str(VENV / "bin" / "moto_server"), "-H", "0.0.0.0", "-p", "5000"], stdout=log, stderr=log)
     import boto3
     os.environ.update(S3)
     for _ in range(100):
@@ -162,14 +175,14 @@ def local_config(key: Path) -> Path:
     cfg = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     for k in ("available_node_types", "head_node_type", "idle_timeout_minutes"):
         cfg.pop(k, None)
-    cfg["provider"] = {"type": "local", "head_ip": "127.0.0.1", "worker_ips": ["127.0.0.2"]}
+    cfg["provider"] = {"type": "local", "head_ip": HEAD_IP, "worker_ips": [WORKER_IP]}
     cfg["auth"] = {"ssh_user": "root", "ssh_private_key": str(key)}
     cfg["max_workers"] = cfg["min_workers"] = 1
     common = " --object-store-memory=150000000"
     head = cfg["head_start_ray_commands"]
-    head[-1] += " --num-cpus=0 --num-gpus=0 --node-ip-address=127.0.0.1 --include-dashboard=true" + common
+    head[-1] += f" --num-cpus=0 --num-gpus=0 --node-ip-address={HEAD_IP} --include-dashboard=true" + common
     worker = cfg["worker_start_ray_commands"]
-    worker[-1] += " --num-cpus=2 --num-gpus=2 --node-ip-address=127.0.0.2" + common
+    worker[-1] += f" --num-cpus=2 --num-gpus=2 --node-ip-address={WORKER_IP}" + common
     out = WORK / "cluster-local.yaml"
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return out
@@ -193,7 +206,7 @@ def main() -> None:
     step("ray submit quickstart", f"ray submit {c} jobs/quickstart.py -- --storage {s3}/submit {FAST}")
     step("ray submit assignment", f"ray submit {c} jobs/assignment.py -- --storage {s3}/submit {FAST} "
                                   "--only 'lab1_simplenn/*' --only 'lab2_swish/swish'")
-    step("ray job submit", f"ray job submit --address http://127.0.0.1:8265 --working-dir . -- "
+    step("ray job submit", f"ray job submit --address http://{HEAD_IP}:8265 --working-dir . -- "
                            f"python jobs/quickstart.py --storage {s3}/job {FAST}")
     step("report", f"raylab report {s3}/submit/quickstart && raylab status {s3}/submit/assignment")
     # A long sweep whose driver is killed mid-way, then resumed from S3 on the head.

@@ -49,7 +49,7 @@ def launcher_run(tmp_path_factory):
                     "iproute2 procps (.ci/run does)")
     work = tmp_path_factory.mktemp("cluster")
     p = subprocess.run([*UNSHARE, sys.executable, str(ROOT / "tests" / "cluster_namespace.py"), str(ROOT),
-                        str(work)], capture_output=True, text=True, timeout=540)
+                        str(work)], capture_output=True, text=True, timeout=1500)
     steps = {}
     for line in p.stdout.splitlines():
         if line.startswith("{"):
