@@ -52,29 +52,30 @@ def sized_cluster(cfgs: list[TrialConfig], opts, wait_s: float | None = None) ->
     start = time.monotonic()
     last_said = -PROGRESS_EVERY_S
     asked = False
-    while True:
-        cluster = ray.cluster_resources()
-        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-        try:
-            check_resources(cfgs, opts, cluster, nodes)
-            break
-        except ConfigError as exc:
-            waited = time.monotonic() - start
-            if waited >= wait_s:
-                if wait_s > 0:
-                    raise ConfigError(f"{exc} (no such node joined in {wait_s:g} s: raise --wait-for-nodes, "
-                                      "or check the autoscaler with `ray status`)") from None
-                raise
-            asked = _ask_autoscaler(cfgs, opts, cluster) or asked
-            if waited - last_said >= PROGRESS_EVERY_S:
-                print(f"raylab: waiting for the autoscaler to add a node: {exc} "
-                      f"({waited:.0f} of {wait_s:g} s, --wait-for-nodes)", flush=True)
-                last_said = waited
-            time.sleep(POLL_S)
-    if asked:  # Tune's queued trials keep the nodes wanted from here on
-        from ray.autoscaler.sdk import request_resources
-        request_resources(bundles=[])
-    return cluster
+    try:
+        while True:
+            cluster = ray.cluster_resources()
+            nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+            try:
+                check_resources(cfgs, opts, cluster, nodes)
+                return cluster
+            except ConfigError as exc:
+                waited = time.monotonic() - start
+                if waited >= wait_s:
+                    if wait_s > 0:
+                        raise ConfigError(f"{exc} (no such node joined in {wait_s:g} s: raise --wait-for-nodes, "
+                                          "or check the autoscaler with `ray status`)") from None
+                    raise
+                asked = _ask_autoscaler(cfgs, opts, cluster) or asked
+                if waited - last_said >= PROGRESS_EVERY_S:
+                    print(f"raylab: waiting for the autoscaler to add a node: {exc} "
+                          f"({waited:.0f} of {wait_s:g} s, --wait-for-nodes)", flush=True)
+                    last_said = waited
+                time.sleep(POLL_S)
+    finally:
+        if asked:  # from here Tune's queued trials keep the nodes wanted, or nothing should
+            from ray.autoscaler.sdk import request_resources
+            request_resources(bundles=[])
 
 
 def _ask_autoscaler(cfgs: list[TrialConfig], opts, cluster: dict[str, float]) -> bool:

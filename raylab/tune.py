@@ -212,8 +212,11 @@ def _connect(opts: SweepOptions) -> None:
 def _local_cpus(opts: SweepOptions) -> int | None:
     """One CPU more than the machine has when trials are DDP jobs: each trial's
     driver holds 0.001 CPU (resources.DDP_DRIVER_CPU) while it only waits on its
-    workers, and without room for it `--workers 2` on 2 cores never starts."""
-    if opts.num_cpus is not None or opts.workers < 2:
+    workers, and without room for it `--workers 2` on 2 cores never starts.
+    None where ray.init will join a running cluster (`ray submit` on a head),
+    which must not be given a CPU count."""
+    from ray._private.services import canonicalize_bootstrap_address
+    if opts.num_cpus is not None or opts.workers < 2 or canonicalize_bootstrap_address(None):
         return opts.num_cpus
     return (os.cpu_count() or 1) + 1
 
