@@ -27,13 +27,15 @@ def cpu_less_head():
 def test_a_trial_waits_for_a_node_that_joins(cpu_less_head, capsys):
     assert not cluster_can_grow()   # no launcher config: a fixed cluster, by default refused at once
     cfg = TrialConfig.from_dict(model="simplenn")
-    joiner = threading.Timer(2.0, lambda: cpu_less_head.add_node(num_cpus=2, num_gpus=1))
-    joiner.start()
-    start = time.monotonic()
-    cluster = sized_cluster([cfg], SweepOptions(), wait_s=120)
-    joiner.join()
-    assert cluster["CPU"] == 2 and cluster["GPU"] == 1
-    assert time.monotonic() - start < 120
+    got = {}
+    # The driver waits in a thread; the node joins from the main thread (Cluster.add_node needs it).
+    waiter = threading.Thread(target=lambda: got.update(sized_cluster([cfg], SweepOptions(), wait_s=300)))
+    waiter.start()
+    time.sleep(3)
+    assert waiter.is_alive()          # not refused while no node holds the trial
+    cpu_less_head.add_node(num_cpus=2, num_gpus=1)
+    waiter.join(timeout=300)
+    assert got.get("CPU") == 2 and got.get("GPU") == 1, got
     assert "raylab: waiting for the autoscaler to add a node: a trial needs 1 CPU" in capsys.readouterr().out
 
 
