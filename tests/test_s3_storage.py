@@ -38,8 +38,10 @@ def s3_env():
     port = _free_port()
     proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # RAY_ADDRESS=local: a local Ray of our own, never the latest `ray start` cluster on this machine
+    # (ray.init's default), which on a shared machine may be someone else's.
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "RAY_ADDRESS": "local"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
