@@ -208,7 +208,7 @@ def main() -> None:
                                   "--only 'lab1_simplenn/*' --only 'lab2_swish/swish'")
     step("ray job submit", f"ray job submit --address http://{HEAD_IP}:8265 --working-dir . -- "
                            f"python jobs/quickstart.py --storage {s3}/job {FAST}")
-    step("report", f"raylab report {s3}/submit/quickstart && raylab status {s3}/submit/assignment")
+    step("report", f"raylab report {s3}/submit/quickstart --out {WORK}/report && raylab status {s3}/submit/assignment")
     # A long sweep whose driver is killed mid-way, then resumed from S3 on the head.
     long = f"--storage {s3}/resume --data synthetic:200 --epochs 40 --set threads=1 --set batch_size=50 --quiet"
     runner = subprocess.Popen(["bash", "-c", f"ray submit {c} jobs/quickstart.py -- {long}"], cwd=ROOT,
