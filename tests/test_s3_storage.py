@@ -111,7 +111,11 @@ def test_sweep_on_s3_is_read_back_and_guarded(s3_env, tmp_path):
     storage = f"s3://{BUCKET}/sweeps"
     study = Study("s3sweep", grid(lr=[0.1, 0.05]),
                   dict(data="synthetic:200", data_root=str(tmp_path / "data"), epochs=2, threads=1, batch_size=50))
-    run_study(study, SweepOptions(storage=storage, num_cpus=2, verbose=0))
+    import ray
+    try:
+        run_study(study, SweepOptions(storage=storage, num_cpus=2, verbose=0))
+    finally:
+        ray.shutdown()  # the next test file may start a Ray of its own in this process
     trials = read_table(f"{storage}/s3sweep", TRIALS)
     assert sorted(trials["status"]) == ["completed", "completed"]
     assert read_lease(f"{storage}/s3sweep/{LEASE}") is None   # the driver gave its lease back
