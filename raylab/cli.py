@@ -166,6 +166,8 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="asha: stop weak trials early")
     g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
     g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
+    g.add_argument("--wait-for-nodes", type=float, default=600, metavar="SECONDS",
+                   help="on a cluster, wait this long for the autoscaler to add a node a trial fits (default 600)")
     g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="force a config field on every trial")
     g.add_argument("--only", action="append", default=[], metavar="GLOB",
                    help="run only variants whose STUDY/VARIANT name matches, e.g. 'lab2_*' or '*/lr=0.1'")
@@ -193,7 +195,7 @@ def sweep_options(args: argparse.Namespace) -> SweepOptions:
                         cpus_per_trial=args.cpus_per_trial, workers=args.workers,
                         max_concurrent=args.max_concurrent, scheduler=args.scheduler,
                         max_failures=args.max_failures, num_cpus=args.num_cpus,
-                        verbose=0 if args.quiet else 1).validate()
+                        wait_for_nodes=args.wait_for_nodes, verbose=0 if args.quiet else 1).validate()
 
 
 # ------------------------------------------------------------------ commands

@@ -213,10 +213,11 @@ class SweepOptions:
     scheduler: str = "fifo"           # fifo | asha
     max_failures: int = 2             # restarts of a crashed trial from its checkpoint
     num_cpus: int | None = None       # local Ray only: CPUs it may use
+    wait_for_nodes: float = 600       # on a cluster: seconds to wait for the autoscaler to add a node
     verbose: int = 1                  # Tune's progress output: 0 silent, 1 table
 
     def validate(self) -> "SweepOptions":
-        for name, low in (("workers", 1), ("max_concurrent", 0), ("max_failures", 0)):
+        for name, low in (("workers", 1), ("max_concurrent", 0), ("max_failures", 0), ("wait_for_nodes", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}")
         gpus = self.gpus_per_trial

@@ -1,8 +1,8 @@
 """Where results live: a local path or a pyarrow filesystem URI (s3://, gs://).
 
-One helper says which (`is_uri`); files are replaced atomically (`write_bytes`);
-a study folder is locked while a driver runs it (`lock_folder`). Imports
-neither torch nor Ray.
+One helper says which (`is_uri`); files are replaced atomically (`write_bytes`).
+The lock a driver holds on its study folder is study_lock.py. Imports neither
+torch nor Ray.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from raylab.errors import LockError, StorageError
+from raylab.errors import StorageError
 
 
 def is_uri(path: str) -> bool:
@@ -117,33 +117,3 @@ def read_json(path: str) -> Any:
 
 def write_json(path: str, obj: Any) -> None:
     write_bytes(json.dumps(obj, indent=1, default=str).encode(), path)
-
-
-def lock_folder(root: str):
-    """Hold an exclusive lock on a study folder while a driver runs it; returns the open lock file.
-
-    flock dies with its process, so a SIGKILLed driver never leaves a stale lock.
-    On object stores there is nothing to lock: one driver per study there.
-    """
-    if is_uri(root):
-        return open(os.devnull)
-    import fcntl
-    check_writable(root)
-    try:
-        os.makedirs(root, exist_ok=True)
-        fh = open(os.path.join(root, ".lock"), "a+")
-    except OSError as exc:
-        raise StorageError(root, exc) from None
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "?"
-        fh.close()
-        raise LockError(f"another raylab process (pid {holder}) is running a sweep in {root}: "
-                        f"wait for it to end, or watch it with `raylab status {root}`") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
-    return fh

@@ -8,10 +8,10 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
-from raylab.config import ConfigError
 from raylab.results import TRIALS, read_table
 from raylab.study import Study, grid
 from raylab.config import SweepOptions
+from raylab.errors import ClusterError
 from raylab.sweep.driver import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_half_gpu_trials_run_four_at_a_time(two_gpu_nodes, tmp_path):
 
 def test_trial_larger_than_any_node_is_refused(two_gpu_nodes, tmp_path):
     study = Study("big", grid(lr=[0.1]), dict(data="synthetic:300", data_root=str(tmp_path / "data")))
-    with pytest.raises(ConfigError, match="needs 2 GPU but the largest node has 1"):
+    with pytest.raises(ClusterError, match="needs 2 GPU but the largest node has 1"):
         run_study(study, SweepOptions(storage=str(tmp_path), gpus_per_trial=2, verbose=0))
     assert not (tmp_path / "big").exists()  # refused before anything was written
 

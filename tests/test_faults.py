@@ -20,7 +20,7 @@ from raylab.errors import LockError
 from raylab.results import METRICS, TRIALS, read_table
 from raylab.study import load_job
 from raylab.train import train
-from raylab.storage import lock_folder as _lock
+from raylab.study_lock import lock_folder as _lock
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}

@@ -18,10 +18,12 @@ from dataclasses import asdict
 from raylab.checkpoints import checkpoint_path
 from raylab.config import ConfigError, SweepOptions
 from raylab.errors import ClusterError, LockError
-from raylab.storage import absolute, exists, join, lock_folder, read_json, write_json
+from raylab.storage import absolute, exists, join, read_json, write_json
 from raylab.study import Study
+from raylab.study_lock import lock_folder
 from raylab.sweep.callback import ParquetCallback
-from raylab.sweep.resources import DDP_DRIVER_CPU, check_resources, default_resources
+from raylab.sweep.node_wait import sized_cluster
+from raylab.sweep.resources import DDP_DRIVER_CPU, default_resources
 from raylab.sweep.shared_data import data_sources, put_shared_data
 from raylab.sweep.trainable import raylab_trial
 
@@ -39,12 +41,9 @@ def run_study(study: Study, opts: SweepOptions):
     root = study_dir(opts.storage, study.name)
     _refuse_existing_sweep(root)
     _connect(opts)
-    import ray
     from ray import tune
 
-    cluster = ray.cluster_resources()
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    check_resources([t.config for t in trials], opts, cluster, nodes)
+    cluster = sized_cluster([t.config for t in trials], opts)
     specs = [_spec(t, opts, cluster, root) for t in trials]
     lock = lock_folder(root)  # before anything is written: a second driver must not touch the folder
     try:
@@ -160,20 +159,32 @@ def _connect(opts: SweepOptions) -> None:
     ray_logger = logging.getLogger("ray")
     level = ray_logger.level
     ray_logger.setLevel(logging.ERROR if opts.verbose <= 1 else level)
+    # --address, else RAY_ADDRESS: `ray job submit` sets it for its jobs, and
+    # cluster.yaml exports it on the head for `ray submit`. Neither: a local Ray of
+    # our own ("local"), never whichever cluster /tmp/ray/ray_current_cluster names
+    # (another user's `ray start` on this machine).
+    address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
     try:
-        if opts.address:
-            ray.init(address=opts.address, log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
+        if address != "local":
+            ray.init(address=address, log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
         else:
-            # address="local": start our own instance, never join whichever cluster
-            # /tmp/ray/ray_current_cluster names (another user's `ray start` on this machine).
-            ray.init(address="local", num_cpus=opts.num_cpus, include_dashboard=False,
+            ray.init(address="local", num_cpus=_local_cpus(opts), include_dashboard=False,
                      log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = f"a Ray cluster at --address {opts.address}" if opts.address else "a local Ray instance"
+        where = f"a Ray cluster at {address}" if address != "local" else "a local Ray instance"
         raise ClusterError(f"cannot start or reach {where}: {first}") from None
     finally:
         ray_logger.setLevel(level)
+
+
+def _local_cpus(opts: SweepOptions) -> int | None:
+    """One CPU more than the machine has when trials are DDP jobs: each trial's
+    driver holds DDP_DRIVER_CPU while it only waits on its workers, and without
+    room for it `--workers 2` on 2 cores never starts."""
+    if opts.num_cpus is not None or opts.workers < 2:
+        return opts.num_cpus
+    return (os.cpu_count() or 1) + 1
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

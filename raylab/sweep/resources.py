@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from raylab.config import ConfigError, SweepOptions, TrialConfig
+from raylab.errors import ClusterError
 
 DDP_DRIVER_CPU = 0.001  # a DDP trial only waits on its Train workers; Ray needs some resource
 
@@ -44,5 +45,7 @@ def check_resources(cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[s
             need, have, where = res, largest, "the largest node has"
         for kind, flag in (("GPU", "--gpus-per-trial"), ("CPU", "--cpus-per-trial")):
             if need[kind] > have.get(kind, 0) + 1e-9:
-                raise ConfigError(f"a trial needs {need[kind]:g} {kind} but {where} {have.get(kind, 0):g}: "
-                                  f"lower {flag}{' or --workers' if opts.workers > 1 else ''}, or add nodes")
+                more = " (--num-cpus on local Ray)" if kind == "CPU" and opts.workers > 1 else ""
+                raise ClusterError(f"a trial needs {need[kind]:g} {kind} but {where} {have.get(kind, 0):g}: "
+                                  f"lower {flag}{' or --workers' if opts.workers > 1 else ''}, "
+                                  f"or add nodes{more}")

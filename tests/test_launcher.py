@@ -1,0 +1,92 @@
+"""The cluster path as a user runs it: Ray's own launcher (`ray up`) with a
+local-provider config derived from cluster.yaml, sshd, a head (10.10.0.1)
+and a worker node (10.10.0.2, its own network namespace, 2 logical GPUs), `ray submit` of quickstart.py
+and of assignment.py (--only), `ray job submit`, results on a local S3
+server, `raylab report s3://...`, a second driver refused, `raylab resume
+s3://...` after the driver is killed, `ray down`.
+
+All of it runs in tests/cluster_namespace.py as PID 1 of its own PID, network
+and mount namespaces, so `ray stop` in cluster.yaml's start commands, sshd,
+the S3 server and every Ray process see and touch nothing outside, and die
+with it. Needs root and unshare (CI runs as root; .ci/run installs sshd and
+rsync); skipped, with the reason, only where namespaces are not permitted.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UNSHARE = ["unshare", "--pid", "--net", "--mount", "--fork", "--mount-proc", "--kill-child"]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _namespaces_refused() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for PID/network/mount namespaces and sshd"
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) not installed"
+    p = subprocess.run([*UNSHARE, "true"], capture_output=True, text=True)
+    return f"namespaces not permitted here: {p.stderr.strip()}" if p.returncode else None
+
+
+@pytest.fixture(scope="module")
+def launcher_run(tmp_path_factory):
+    refused = _namespaces_refused()
+    if refused:
+        if IN_CI:
+            pytest.fail(f"CI must run the launcher test: {refused}")
+        pytest.skip(refused)
+    need = {"sshd": "/usr/sbin/sshd", "ssh": shutil.which("ssh"), "rsync": shutil.which("rsync"),
+            "ip": shutil.which("ip"), "pgrep": shutil.which("pgrep")}
+    absent = [k for k, v in need.items() if not v or not os.path.exists(v)]
+    if absent:
+        pytest.fail(f"{', '.join(absent)} missing: apt-get install openssh-server openssh-client rsync "
+                    "iproute2 procps (.ci/run does)")
+    work = tmp_path_factory.mktemp("cluster")
+    p = subprocess.run([*UNSHARE, sys.executable, str(ROOT / "tests" / "cluster_namespace.py"), str(ROOT),
+                        str(work)], capture_output=True, text=True, timeout=1500)
+    steps = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("{"):
+            d = json.loads(line)
+            steps[d.get("step", "done")] = d
+    timings = {k: v["seconds"] for k, v in steps.items() if "seconds" in v}
+    print("launcher timings (s):", json.dumps(timings))
+    (work / "timings.json").write_text(json.dumps(timings))
+    return steps, p
+
+
+def _ok(steps, name):
+    s = steps.get(name)
+    assert s is not None, f"step '{name}' never ran: {list(steps)}"
+    assert s["rc"] == 0, f"{name} failed (rc {s['rc']}):\n{s['out'][-4000:]}"
+    return s["out"]
+
+
+@pytest.mark.slow
+def test_ray_up_submit_report_resume_down(launcher_run):
+    steps, p = launcher_run
+    _ok(steps, "ray up")
+    out = _ok(steps, "ray submit quickstart")
+    assert "lr=0.05" in out and "completed" in out          # the summary table from the head
+    out = _ok(steps, "ray submit assignment")
+    assert "lab1_simplenn/baseline" in out and "lab2_swish/swish" in out and "lab2_lr_sweep" not in out
+    out = _ok(steps, "ray job submit")
+    assert "succeeded" in out and "completed" in out
+    out = _ok(steps, "report")
+    assert "report.md" in out
+    assert "3 completed" in out and "lab1_simplenn" in out  # status of the assignment read from s3://
+    # A second driver while the first runs on the same s3:// study: one line, exit 2.
+    second = steps["second driver"]
+    assert second["rc"] != 0 and "another raylab driver" in second["out"], second["out"][-3000:]
+    assert "pids [" in steps["killed driver"]["out"] and "pids []" not in steps["killed driver"]["out"]
+    out = _ok(steps, "ray exec resume")
+    assert "completed 3" in out or out.count("completed") >= 3, out[-3000:]
+    _ok(steps, "check resumed")
+    _ok(steps, "ray down")
+    assert "done" in steps, p.stderr[-3000:]

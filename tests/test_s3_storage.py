@@ -1,0 +1,140 @@
+"""A study on S3: moto's standalone S3 server on a free local port, configured
+only by the standard AWS environment variables (as for MinIO or Ceph), a real
+sweep on local Ray writing there, `raylab status`/`report` reading it back,
+and the lease that keeps a second driver off an S3 study."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from raylab import study_lock
+from raylab.config import SweepOptions
+from raylab.errors import LockError
+from raylab.results import TRIALS, read_table
+from raylab.study import Study, grid
+from raylab.study_lock import LEASE, StorageLease, read_lease
+from raylab.sweep.driver import run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "raylab-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    server = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
+    if server is None:
+        pytest.fail("moto_server not found: `pip install -e '.[dev]'` installs moto[server]")
+    port = _free_port()
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # RAY_ADDRESS=local: a local Ray of our own, never the latest `ray start` cluster on this machine
+    # (ray.init's default), which on a shared machine may be someone else's.
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "RAY_ADDRESS": "local"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        import boto3
+        for _ in range(150):
+            try:
+                boto3.client("s3").create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                time.sleep(0.2)
+        else:
+            pytest.fail("moto_server did not answer in 30 s")
+        yield env
+    finally:
+        proc.kill()
+        proc.wait()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_second_driver_is_refused_while_the_lease_is_fresh(s3_env):
+    root = f"s3://{BUCKET}/lease/one"
+    first = StorageLease(root)
+    try:
+        holder = read_lease(f"{root}/{LEASE}")
+        assert holder["pid"] == os.getpid() and holder["token"] == first.token
+        with pytest.raises(LockError, match=rf"another raylab driver \(host .*, pid {os.getpid()}"):
+            StorageLease(root)
+    finally:
+        first.close()
+    assert read_lease(f"{root}/{LEASE}") is None      # given back on close
+    StorageLease(root).close()                         # and free again
+
+
+def _plant(root: str, **record) -> None:
+    from raylab.storage import write_bytes
+    write_bytes(json.dumps({"token": "other", **record}).encode(), f"{root}/{LEASE}")
+
+
+def test_lease_of_a_dead_or_silent_driver_is_taken_over(s3_env):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = f"s3://{BUCKET}/lease/two"
+    # A driver killed on this host: taken over at once, its beat still fresh.
+    _plant(root, host=socket.gethostname(), pid=dead.pid, beat=time.time())
+    StorageLease(root).close()
+    # A driver on another host that stopped beating STALE_S ago: taken over.
+    _plant(root, host="elsewhere", pid=1, beat=time.time() - study_lock.STALE_S - 5)
+    StorageLease(root).close()
+    # The same driver still beating: refused.
+    _plant(root, host="elsewhere", pid=1, beat=time.time())
+    with pytest.raises(LockError, match="host elsewhere, pid 1"):
+        StorageLease(root)
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "raylab", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}, timeout=300)
+
+
+@pytest.mark.slow
+def test_sweep_on_s3_is_read_back_and_guarded(s3_env, tmp_path):
+    storage = f"s3://{BUCKET}/sweeps"
+    study = Study("s3sweep", grid(lr=[0.1, 0.05]),
+                  dict(data="synthetic:200", data_root=str(tmp_path / "data"), epochs=2, threads=1, batch_size=50))
+    import ray
+    try:
+        run_study(study, SweepOptions(storage=storage, num_cpus=2, verbose=0))
+    finally:
+        ray.shutdown()  # the next test file may start a Ray of its own in this process
+    trials = read_table(f"{storage}/s3sweep", TRIALS)
+    assert sorted(trials["status"]) == ["completed", "completed"]
+    assert read_lease(f"{storage}/s3sweep/{LEASE}") is None   # the driver gave its lease back
+
+    status = _cli("status", f"{storage}/s3sweep")
+    assert status.returncode == 0 and "2 completed;" in status.stdout, status.stdout + status.stderr
+    out = tmp_path / "report"
+    rep = _cli("report", f"{storage}/s3sweep", "--out", str(out))
+    assert rep.returncode == 0, rep.stderr
+    assert "lr=0.05" in (out / "report.md").read_text()
+
+    # A second driver on a study whose lease is held elsewhere: one line, exit 2, nothing written.
+    _plant(f"{storage}/busy", host="head-node", pid=4242, beat=time.time())
+    job = tmp_path / "busy.py"
+    job.write_text("from raylab import Study, grid\n"
+                   "STUDY = Study('busy', grid(lr=[0.1]), dict(data='synthetic:100', epochs=1))\n")
+    p = _cli("run", str(job), "--storage", storage, "--num-cpus", "1", "--quiet",
+             "--data-root", str(tmp_path / "data"))
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "host head-node, pid 4242" in p.stderr and "Traceback" not in p.stderr
+    from raylab.results import exists
+    assert not exists(f"{storage}/busy/study.json")
