@@ -74,10 +74,14 @@ def test_ray_up_submit_report_resume_down(launcher_run):
     _ok(steps, "ray up")
     out = _ok(steps, "ray submit quickstart")
     assert "lr=0.05" in out and "completed" in out          # the summary table from the head
+    # The head offers 0 CPUs: a driver that joined the cluster can only have run its
+    # trials on the worker node (a private Ray on the head would have used the head).
+    assert "joined the Ray cluster at auto" in out, out[-3000:]
     out = _ok(steps, "ray submit assignment")
     assert "lab1_simplenn/baseline" in out and "lab2_swish/swish" in out and "lab2_lr_sweep" not in out
     out = _ok(steps, "ray job submit")
     assert "succeeded" in out and "completed" in out
+    assert "joined the Ray cluster" in out, out[-3000:]  # RAY_ADDRESS set by the job server
     out = _ok(steps, "report")
     assert "report.md" in out
     assert "3 completed" in out and "lab1_simplenn" in out  # status of the assignment read from s3://

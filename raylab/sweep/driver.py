@@ -176,6 +176,9 @@ def _connect(opts: SweepOptions) -> None:
         raise ClusterError(f"cannot start or reach {where}: {first}") from None
     finally:
         ray_logger.setLevel(level)
+    if address != "local":  # say which cluster: a private Ray on a head node would look the same otherwise
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        print(f"raylab: joined the Ray cluster at {address} ({len(nodes)} node(s) up)", flush=True)
 
 
 def _local_cpus(opts: SweepOptions) -> int | None:
