@@ -29,6 +29,12 @@ def default_resources(cfg: TrialConfig, opts: SweepOptions, cluster: dict[str, f
     return {"CPU": cpu, "GPU": gpu}
 
 
+def check_gpu_share(gpu: float) -> None:
+    """Ray places a share above 1 only as whole GPUs."""
+    if gpu > 1 and gpu != int(gpu):
+        raise ConfigError(f"--gpus-per-trial {gpu:g} must be a fraction up to 1 or a whole number")
+
+
 def check_resources(cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[str, float],
                     nodes: list[dict[str, float]]) -> None:
     """Refuse at once what no node could ever run, instead of a sweep that waits forever.
@@ -38,8 +44,7 @@ def check_resources(cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[s
     largest = {k: max((n.get(k, 0) for n in nodes), default=0) for k in ("CPU", "GPU")}
     for cfg in cfgs:
         res = default_resources(cfg, opts, cluster)
-        if res["GPU"] > 1 and res["GPU"] != int(res["GPU"]):
-            raise ConfigError(f"--gpus-per-trial {res['GPU']:g} must be a fraction up to 1 or a whole number")
+        check_gpu_share(res["GPU"])
         if opts.workers > 1:
             if 0 < res["GPU"] < 1:
                 raise ConfigError("DDP workers need whole GPUs: use --gpus-per-trial 1 with --workers > 1")

@@ -64,6 +64,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def sweep_options(args: argparse.Namespace):
+    from raylab.resources import check_gpu_share
     from raylab.tune import SweepOptions
 
     for name in ("workers", "max_concurrent", "max_failures"):
@@ -71,6 +72,8 @@ def sweep_options(args: argparse.Namespace):
             raise ConfigError(f"--{name.replace('_', '-')} must be >= {1 if name == 'workers' else 0}")
     if args.gpus_per_trial is not None and not (0 <= args.gpus_per_trial and math.isfinite(args.gpus_per_trial)):
         raise ConfigError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    if args.gpus_per_trial is not None:
+        check_gpu_share(args.gpus_per_trial)  # here, not after Ray has started
     if args.cpus_per_trial is not None and not args.cpus_per_trial > 0:
         raise ConfigError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
     return SweepOptions(storage=args.storage, address=args.address, gpus_per_trial=args.gpus_per_trial,
