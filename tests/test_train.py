@@ -132,13 +132,9 @@ def test_report_step_decay_matches_torch_steplr():
 
 
 @pytest.mark.slow
-def test_simplenn_learns_real_cifar10(shared_cifar):
+def test_simplenn_learns_real_cifar10(shared_cifar, real_cifar):
     """Two epochs of the course report's SimpleNN on the real images: well past 0.45."""
-    import tempfile
-    from pathlib import Path
-
-    source = f"folder:{shared_cifar}"
-    real = load_dataset(source, Path(tempfile.gettempdir()) / "raylab-test-cache")
+    source, real = f"folder:{shared_cifar}", real_cifar
     out = train(TrialConfig.from_dict(data=source, epochs=2, threads=2), real)
     assert abs(out.history[0]["val_loss"] - math.log(10)) < 0.1
     assert out.best_val_acc >= 0.45
