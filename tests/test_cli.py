@@ -126,6 +126,7 @@ def test_impossible_resources_and_unreachable_cluster(tmp_path):
 
 
 # ---------------------------------------------------------------- sweeps as a user runs them
+@pytest.mark.slow
 def test_a_trial_that_exhausts_max_failures_is_failed_and_the_run_exits_1(tmp_path):
     """--max-failures 0: the injected fault ends the trial `failed` with its error; the other
     trial completes; `raylab run` says so and exits 1. --set, --max-concurrent and
@@ -155,6 +156,7 @@ def test_a_trial_that_exhausts_max_failures_is_failed_and_the_run_exits_1(tmp_pa
     assert status.returncode == 0 and "1 failed" in status.stdout, status.stdout
 
 
+@pytest.mark.slow
 def test_a_job_file_runs_as_a_script(tmp_path):
     """`python jobs/quickstart.py` with run flags: the real job file, end to end."""
     proc = subprocess.run([sys.executable, "jobs/quickstart.py", "--storage", str(tmp_path / "res"),
@@ -166,3 +168,29 @@ def test_a_job_file_runs_as_a_script(tmp_path):
     trials = read_table(str(tmp_path / "res" / "quickstart"), TRIALS)
     assert sorted(trials["base_lr"]) == [0.01, 0.05, 0.1] and set(trials["status"]) == {"completed"}
     assert "lr=0.05" in proc.stdout and "best val acc" in proc.stdout
+
+
+def test_every_trial_config_field_is_a_train_flag():
+    """README: every TrialConfig field is a flag; one added to the dataclass appears by itself."""
+    import argparse
+    import dataclasses
+
+    from raylab.cli import build_parser
+    from raylab.config import TrialConfig
+
+    parser = build_parser()
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    flags = {opt for a in train._actions for opt in a.option_strings}
+    for f in dataclasses.fields(TrialConfig):
+        assert "--" + f.name.replace("_", "-") in flags, f.name
+    help_text = train.format_help()
+    assert "default: 0.01" in help_text and "default: 128" in help_text  # the course report's lr, batch
+
+
+def test_report_as_html_from_the_command_line(tmp_path, capsys):
+    from raylab.cli import main
+
+    assert main(["report", str(ROOT / "docs/results/assignment"), "--out", str(tmp_path), "--format", "html"]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "<table" in html and "lab2_lr_sweep" in html
+    assert (tmp_path / "report.md").exists()

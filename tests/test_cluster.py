@@ -13,6 +13,7 @@ from raylab.results import TRIALS, read_table
 from raylab.study import Study, grid
 from raylab.tune import SweepOptions, run_study
 
+pytestmark = pytest.mark.timeout(900)  # a simulated cluster of real Ray processes
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +28,7 @@ def two_gpu_nodes():
     cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_half_gpu_trials_run_four_at_a_time(two_gpu_nodes, tmp_path):
     study = Study("pack", grid(lr=[0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005]),
                   dict(data="synthetic:300", data_root=str(tmp_path / "data"), epochs=3, threads=1,

@@ -72,6 +72,7 @@ def test_diverged_trial_does_not_fail_the_sweep(local_ray, tmp_path):
     assert trials.loc["lr=0.05", "status"] == "completed"
 
 
+@pytest.mark.slow
 def test_ddp_trial_with_two_gloo_workers(local_ray, tmp_path):
     """Learnable data and a learning rate that leaves chance behind, so that curves which
     agree with one worker's to 1e-5 mean something; and Ray itself says two workers ran."""
@@ -101,6 +102,7 @@ def test_ddp_trial_with_two_gloo_workers(local_ray, tmp_path):
     pd.testing.assert_frame_equal(two[cols], one[cols], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_asha_stops_weak_trials_and_records_them(local_ray, tmp_path):
     study = small("asha", grid(lr=[0.05, 0.02, 0.01, 0.001, 0.0003, 0.0001]),
                   data_root=str(tmp_path / "data"), epochs=6)
