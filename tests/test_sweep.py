@@ -126,3 +126,53 @@ def test_storage_given_as_a_filesystem_uri(local_ray, tmp_path):
     assert read_table(root, TRIALS)["status"].tolist() == ["completed"]
     assert len(read_table(root, METRICS)) == 2
     assert (tmp_path / "store" / "uri" / "study.json").exists()
+
+
+def test_combined_sweep_trains_a_shared_config_once_under_both_studies(local_ray, tmp_path):
+    """Through Tune: lab's baseline is sweep's lr=0.02; it trains once and its rows appear
+    under both studies, with the same numbers."""
+    from raylab.study import combine
+
+    base = dict(data="synthetic:200", data_root=str(tmp_path / "data"), epochs=1, threads=1, batch_size=50)
+    lab = Study("lab", [variant("baseline")], {**base, "lr": 0.02})
+    sweep = Study("sweep", grid(lr=[0.05, 0.02]), base)
+    result = run_study(combine("both", [lab, sweep]), SweepOptions(storage=str(tmp_path), verbose=0))
+    assert len(result) == 2  # Tune ran 2 trials for 3 (study, variant) pairs
+    root = str(tmp_path / "both")
+    trials, metrics = read_table(root, TRIALS), read_table(root, METRICS)
+    assert sorted(trials["trial_id"]) == ["lab.baseline_s0", "sweep.lr_0.02_s0", "sweep.lr_0.05_s0"]
+    assert set(trials["status"]) == {"completed"} and len(metrics) == 3 * 2
+    shared = metrics[metrics.trial_id.isin(["lab.baseline_s0", "sweep.lr_0.02_s0"])]
+    by_study = {s: g.set_index("epoch")[["train_loss", "val_acc"]] for s, g in shared.groupby("study")}
+    pd.testing.assert_frame_equal(by_study["lab"], by_study["sweep"])
+
+
+def test_trials_map_the_drivers_object_store_copy_of_the_data(local_ray, tmp_path, monkeypatch):
+    """The driver decodes once and puts the arrays in the object store; a trial that fell
+    back to loading the source itself would find no data here: the source is gone by then."""
+    import shutil
+
+    from raylab import data as data_module
+
+    tree = tmp_path / "tree"
+    for split in ("train", "test"):
+        for i, cls in enumerate(("cat", "dog")):
+            for k in range(60 if split == "train" else 20):
+                from PIL import Image
+                (tree / split / cls).mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (32, 32), (40 * i + k, 100, 30)).save(tree / split / cls / f"{k}.png")
+    study = Study("store", grid(lr=[0.05, 0.02]), dict(data=f"folder:{tree}", data_root=str(tmp_path / "cache"),
+                                                        epochs=1, threads=1, batch_size=40))
+    real_put = __import__("ray").put
+
+    def put_then_remove_source(value, *a, **k):
+        ref = real_put(value, *a, **k)
+        shutil.rmtree(tree, ignore_errors=True)  # and the driver's cache: nothing left to decode
+        shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+        return ref
+
+    monkeypatch.setattr("ray.put", put_then_remove_source)
+    run_study(study, SweepOptions(storage=str(tmp_path), verbose=0))
+    trials = read_table(str(tmp_path / "store"), TRIALS)
+    assert set(trials["status"]) == {"completed"} and len(trials) == 2
+    assert not tree.exists()
