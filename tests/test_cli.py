@@ -194,3 +194,32 @@ def test_report_as_html_from_the_command_line(tmp_path, capsys):
     html = (tmp_path / "report.html").read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and "<table" in html and "lab2_lr_sweep" in html
     assert (tmp_path / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_trial_refuses_a_checkpoint_of_another_model(tmp_path):
+    """A checkpoint left at a trial's path by another run (here SimpleNN without BN, for a
+    trial with BN) is refused by that trial with one line, and the file stays as it was."""
+    import hashlib
+    import shutil
+
+    from raylab.cli import main
+
+    data = ["--data", "synthetic:200", "--data-root", str(tmp_path / "d"), "--batch-size", "50", "--threads", "1"]
+    assert main(["train", "--out", str(tmp_path / "other"), "--epochs", "1", "--quiet", *data]) == 0
+    foreign = tmp_path / "res" / "g" / "checkpoints" / "bn_s0.pt"  # the trial id of g/bn, seed 0
+    foreign.parent.mkdir(parents=True)
+    shutil.copy(next((tmp_path / "other" / "checkpoints").glob("*.pt")), foreign)
+    digest = hashlib.sha256(foreign.read_bytes()).hexdigest()
+    path = job(tmp_path, f"""
+        from raylab import Study, variant
+        STUDY = Study("g", [variant("bn", batchnorm=True)],
+                      dict(data="synthetic:200", data_root={str(tmp_path / 'd')!r}, epochs=1, threads=1,
+                           batch_size=50))
+    """)
+    proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--max-failures", "0", "--quiet",
+                  timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (error,) = read_table(str(tmp_path / "res" / "g"), TRIALS)["error"]
+    assert "\n" not in error and "checkpoint was made with batchnorm=False" in error, error
+    assert hashlib.sha256(foreign.read_bytes()).hexdigest() == digest
