@@ -75,7 +75,7 @@ def test_diverged_trial_does_not_fail_the_sweep(local_ray, tmp_path):
 @pytest.mark.slow
 def test_ddp_trial_with_two_gloo_workers(local_ray, tmp_path):
     """Learnable data and a learning rate that leaves chance behind, so that curves which
-    agree with one worker's to 1e-5 mean something; and Ray itself says two workers ran."""
+    agree with one worker's to 1e-4 mean something; and Ray itself says two workers ran."""
     from ray._private.state import actors
 
     def train_workers() -> int:
@@ -96,10 +96,12 @@ def test_ddp_trial_with_two_gloo_workers(local_ray, tmp_path):
     assert list((tmp_path / "ddp" / "ddp").glob("ddp-*/checkpoint_*/checkpoint.pt"))  # the Train run's folder
     assert one.loc[2, "val_acc"] > 0.3 and one.loc[2, "train_loss"] < 2.0  # learnt: chance is 0.1 and 2.30
     # Each epoch sees the whole training set once across the two workers, and the two
-    # half-batches' averaged gradient is the whole batch's: the same curves.
+    # half-batches' averaged gradient is the whole batch's: the same curves, up to float
+    # summation order (measured: 1.1e-5 relative in val_loss after 2 epochs; chance-level
+    # curves of a broken run differ by > 0.1).
     assert (two.loc[1:, "train_images"] == 600).all()
     cols = ["train_loss", "train_acc", "val_loss", "val_acc"]
-    pd.testing.assert_frame_equal(two[cols], one[cols], rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(two[cols], one[cols], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
