@@ -69,16 +69,15 @@ def few(tmp_path_factory):
     return load_dataset("synthetic:300", tmp_path_factory.mktemp("few"))
 
 
-@pytest.mark.parametrize("kind, kw", [
-    ("simplenn", dict(augment=True)),
+@pytest.mark.parametrize("kw", [
+    pytest.param(dict(augment=True), id="simplenn"),
     # BatchNorm's running statistics and an lr that changes after the resume point
-    ("simplenn-bn-step", dict(augment=True, batchnorm=True, schedule="step", step_size=2, gamma=0.5)),
+    pytest.param(dict(augment=True, batchnorm=True, schedule="step", step_size=2, gamma=0.5), id="simplenn-bn-step"),
     # a ResNet (BN throughout) with warm-up then a multistep decay, on fewer images
-    pytest.param("resnet20-multistep", dict(model="resnet20", data="synthetic:300", batch_size=50, lr=0.05,
-                                            schedule="multistep", milestones=(2,), warmup_epochs=1),
-                 marks=pytest.mark.slow),
-], ids=lambda v: v if isinstance(v, str) else "")
-def test_resume_from_checkpoint_matches_uninterrupted_run(data, few, kind, kw):
+    pytest.param(dict(model="resnet20", data="synthetic:300", batch_size=50, lr=0.05, schedule="multistep",
+                      milestones=(2,), warmup_epochs=1), id="resnet20-multistep", marks=pytest.mark.slow),
+])
+def test_resume_from_checkpoint_matches_uninterrupted_run(data, few, kw):
     data = few if kw.get("data") == "synthetic:300" else data
     full = train(cfg(epochs=3, **kw), data)
     saved = {}
