@@ -288,6 +288,40 @@ def test_full_disk_mid_run_keeps_what_was_written(tmp_path):
     assert read_table(str(out), METRICS)["epoch"].tolist() == [0, 1, 2, 3, 4]
 
 
+FULL_PARQUET = """
+import resource, signal, sys
+import numpy as np, pandas as pd
+from raylab.cli import main_guard
+from raylab.results import write_table
+path, rows = sys.argv[1], int(sys.argv[2])
+table = pd.DataFrame({"version": [2] * rows, "x": np.random.default_rng(0).random(rows)})  # ~16 B/row, incompressible
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write(), as a full disk gives ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+sys.exit(main_guard(lambda: write_table(table, path)))
+"""
+
+
+def test_full_disk_during_a_parquet_write_keeps_the_previous_file(tmp_path):
+    """The Parquet writer (metrics/trials/weights) meets a full disk: one line, exit 2, the
+    previous file byte-identical and no temporary file left."""
+    from raylab.results import write_table
+
+    path = tmp_path / "metrics.parquet"
+    write_table(pd.DataFrame({"version": [1] * 1000, "x": 0.5}), str(path))
+    before = path.read_bytes()
+    full = subprocess.run([sys.executable, "-c", FULL_PARQUET, str(path), "200000"], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 2 and len(lines) == 1, full.stderr[-2000:]
+    assert "cannot write" in lines[0] and "metrics.parquet" in lines[0] and "File too large" in lines[0], lines[0]
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.parquet"]
+    ok = subprocess.run([sys.executable, "-c", FULL_PARQUET.replace("1_000_000, 1_000_000", "-1, -1"), str(path),
+                         "200000"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr  # the control: without the limit the same write succeeds
+    assert pd.read_parquet(path)["version"].unique().tolist() == [2]
+
+
 class ReadOnly:
     """Makes folders read-only, also for root (who ignores modes): chmod, else chattr +i."""
 
