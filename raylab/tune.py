@@ -199,9 +199,7 @@ def _connect(opts: SweepOptions) -> None:
         if opts.address:
             ray.init(address=opts.address, log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
         else:
-            # "local": a new instance even when `ray start` left one on this machine (which
-            # ray.init() would join, and refuse with num_cpus set): README promises a local Ray.
-            ray.init(address="local", num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1,
+            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1,
                      logging_level=ray_logger.level)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -7,6 +7,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests start their own Ray, also in the processes they spawn: never join an instance that
+# `ray start` left on this machine (ray.init() without an address would, as on a cluster head).
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 
 @pytest.fixture(scope="session")
