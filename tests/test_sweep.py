@@ -5,8 +5,9 @@ import ray
 
 pytestmark = pytest.mark.timeout(900)  # real local Ray on a loaded 2-core box
 
-from raylab.results import METRICS, TRIALS, WEIGHTS, read_table
+from raylab.checkpoints import checkpoint_path, load_checkpoint
 from raylab.config import SweepOptions
+from raylab.results import METRICS, TRIALS, WEIGHTS, read_table
 from raylab.study import Study, grid, variant
 from raylab.sweep.driver import run_study
 
@@ -94,7 +95,8 @@ def test_ddp_trial_with_two_gloo_workers(local_ray, tmp_path):
     assert trials["status"].tolist() == ["completed"]
     assert list(two.index) == [0, 1, 2]
     assert train_workers() - workers_before == 2  # Ray Train's worker actors of this trial
-    assert list((tmp_path / "ddp" / "ddp").glob("ddp-*/checkpoint_*/checkpoint.pt"))  # the Train run's folder
+    # Rank 0 kept the trial's checkpoint file (raylab/checkpoints.py), at the last epoch.
+    assert load_checkpoint(checkpoint_path(str(tmp_path / "ddp"), trials["trial_id"].item()))["epoch"] == 2
     assert one.loc[2, "val_acc"] > 0.3 and one.loc[2, "train_loss"] < 2.0  # learnt: chance is 0.1 and 2.30
     # Each epoch sees the whole training set once across the two workers, and the two
     # half-batches' averaged gradient is the whole batch's: the same curves, up to float
