@@ -221,9 +221,16 @@ class SweepOptions:
             if getattr(self, name) < low:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= {low}")
         gpus = self.gpus_per_trial
-        if gpus is not None and not (0 <= gpus and math.isfinite(gpus)):
-            raise ConfigError(f"--gpus-per-trial must be >= 0, got {gpus}")
+        if gpus is not None:
+            if not (0 <= gpus and math.isfinite(gpus)):
+                raise ConfigError(f"--gpus-per-trial must be >= 0, got {gpus}")
+            check_gpu_share(gpus)  # here, before Ray has started
         if self.cpus_per_trial is not None and not self.cpus_per_trial > 0:
             raise ConfigError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
         return self
 
+
+def check_gpu_share(gpu: float) -> None:
+    """Ray places a share above 1 only as whole GPUs."""
+    if gpu > 1 and gpu != int(gpu):
+        raise ConfigError(f"--gpus-per-trial {gpu:g} must be a fraction up to 1 or a whole number")

@@ -39,6 +39,25 @@ EPOCH0_TRAIN_IMAGES = 10_000
 Report = Callable[[dict, Callable[[], dict]], None]
 
 
+def fault_point(phase: str, epoch: int) -> None:
+    """Where tests/test_faults.py SIGKILLs a trial, so that its kills land at points a seed
+    chose, not wherever timing put them. Outside that test RAYLAB_FAULT_POINTS is unset and
+    this returns at once. With it set to a folder, a trial that reaches a point named by a
+    file <folder>/<trial>.<phase>.<epoch> (<trial>: the name of the trial's working folder,
+    Tune's trial name) renames it to ...hit.<pid> (atomic: a restarted trial passes on) and
+    waits there for the kill."""
+    folder = os.environ.get("RAYLAB_FAULT_POINTS")
+    if not folder:
+        return
+    point = os.path.join(folder, f"{os.path.basename(os.getcwd())}.{phase}.{epoch}")
+    try:
+        os.rename(point, f"{point}.hit.{os.getpid()}")
+    except FileNotFoundError:
+        return
+    time.sleep(600)
+    raise RuntimeError(f"fault point {point}: no kill came in 600 s")
+
+
 class InjectedFault(RuntimeError):
     """Raised by the hidden test hook `fail_at_epoch` to test restarts; never in normal runs."""
 
@@ -83,6 +102,7 @@ def train(
 
     def emit(row: dict) -> None:
         history.append(row)
+        fault_point("report", row["epoch"])
         if report is not None:
             epoch = row["epoch"]
             report(row, lambda: checkpoints.build(cfg, epoch, model, optimizer, history, gen, device))
@@ -176,7 +196,9 @@ def _train_epoch(cfg: TrialConfig, epoch: int, net, model, optimizer, split, gen
     batches = train_batches(train_x, train_y, batch, generator=gen, augment=cfg.augment,
                             mean=cfg.mean, std=cfg.std, shard=(rank, world), pad=cfg.pad, vflip=cfg.vflip)
     steps = -(-len(train_x) // (batch * world))  # batches per epoch, for the bar
-    for xb, yb in _progress(batches, steps, f"epoch {epoch}/{cfg.epochs}", show):
+    for step, (xb, yb) in enumerate(_progress(batches, steps, f"epoch {epoch}/{cfg.epochs}", show)):
+        if step == steps // 2:
+            fault_point("train", epoch)
         if device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
@@ -193,6 +215,7 @@ def _train_epoch(cfg: TrialConfig, epoch: int, net, model, optimizer, split, gen
     train_seconds = time.perf_counter() - t0
     totals = _all_reduce(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)]), world)
     train_loss, train_acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+    fault_point("eval", epoch)
     val_loss, val_acc = evaluate(net, val_x, val_y, cfg, device, world, rank)
     return epoch_row(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - t0,
                      totals[2].item() / max(train_seconds, 1e-9), int(totals[2].item()))

@@ -489,3 +489,53 @@ def test_notebook_runs_headless(studies, monkeypatch):
     text = " ".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "0.710 ± 0.014" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+
+
+# ---------------------------------------------------------------- docs/results, README's table
+DOCS_SUMMARY = """
+import json, sys
+from analysis.load import load_study
+out = {}
+for folder in ("docs/results/assignment", "docs/results/lab3_resnet20"):
+    trials = load_study(folder).trials
+    for (study, variant), g in trials.groupby(["study", "variant"]):
+        out[f"{study}/{variant}"] = [g["best_val_acc"].mean(), g["best_val_acc"].std()]
+assert not {"torch", "ray"} & set(sys.modules), "analysis pulled in torch or ray"
+print(json.dumps(out))
+"""
+# README row -> the (study/variant, with its std?) whose numbers it shows, in order.
+README_ROWS = {
+    "Lab 1 baseline": [("lab1_simplenn/baseline", True)],
+    "Lab 1 step decay": [("lab1_simplenn/step-decay", True)],
+    "augmentation": [("lab2_augment/augment", True)],
+    "BatchNorm": [("lab2_batchnorm/bn", True)],
+    "Swish (with BN)": [("lab2_swish/swish", True), ("lab2_swish/relu", True)],
+    "BN vs no BN at lr 0.1": [("lab2_batchnorm/bn+lr=0.1", True), ("lab2_batchnorm/lr=0.1", True)],
+    "lr 1 /": [(f"lab2_lr_sweep/lr={v}", False) for v in ("1", "0.1", "0.05", "0.01", "0.005", "0.001")],
+    "L2 1e-2": [(f"lab2_l2_sweep/wd={v}", False) for v in ("0.01", "0.001", "0.0001", "1e-05", "0")],
+    "L1 1e-5 vs L2": [(f"lab2_l1_vs_l2/{v}", False) for v in ("l1", "l2", "none")],
+    "ResNet-20": [("lab3_resnet20/resnet20", False)],
+}
+
+
+def test_docs_results_reproduce_readmes_table():
+    """The committed Parquet tables, read by `analysis` alone (no torch, no Ray), give every
+    number of README's "course report, reproduced" table."""
+    import re
+
+    proc = subprocess.run([sys.executable, "-c", DOCS_SUMMARY], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| study | reproduced |"):].split("\n\n")[0].splitlines()[2:]
+    assert len(table) == len(README_ROWS), table
+    for line in table:
+        label, cell = [c.strip() for c in line.strip("|").split("|")]
+        (key,) = [k for k in README_ROWS if label.startswith(k)]
+        shown = re.findall(r"\d\.\d{3}", re.sub(r"\([^)]*\)", "", cell))  # the course's values are in brackets
+        want = []
+        for name, with_std in README_ROWS[key]:
+            mean, std = got[name]
+            want += [f"{mean:.3f}"] + ([f"{std:.3f}"] if with_std else [])
+        assert shown == want, (label, cell)

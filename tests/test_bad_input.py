@@ -1,5 +1,10 @@
 """The bad-input corpus (tests/bad_inputs.json): every case is one line on stderr
-naming the problem, exit status 2, no traceback, and nothing already written changes."""
+naming the problem, exit status 2, no traceback, and no file under the case's
+temporary root appears, changes or goes.
+
+The cases call the CLI's `main(argv)` in this process (a process start costs
+~3.5 s of imports each); `test_refusal_as_a_real_process` runs a few of them
+as `python -m raylab` to keep the real entry point honest."""
 import hashlib
 import io
 import json
@@ -19,9 +24,9 @@ CASES = json.loads((ROOT / "tests" / "bad_inputs.json").read_text())
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def raylab(*args, timeout=240):
+def raylab(*args, timeout=240, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "raylab", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
+                          timeout=timeout, cwd=cwd, env=ENV)
 
 
 def png(path, size=(32, 32), mode="RGB"):
@@ -37,9 +42,10 @@ def tree(root, sizes=((32, 32),)):
 
 
 def simplenn_run(tmp):
-    proc = raylab("train", "--out", str(tmp / "run"), "--data", "synthetic:200", "--data-root", str(tmp / "d"),
-                  "--epochs", "1", "--batch-size", "50", "--threads", "1", "--quiet")
-    assert proc.returncode == 0, proc.stderr
+    from raylab.cli import main
+    code = main(["train", "--out", str(tmp / "run"), "--data", "synthetic:200", "--data-root", str(tmp / "d"),
+                 "--epochs", "1", "--batch-size", "50", "--threads", "1", "--quiet"])
+    assert code == 0
 
 
 def setup(kind, tmp):
@@ -90,11 +96,28 @@ def setup(kind, tmp):
         raise AssertionError(f"unknown setup {kind}")
 
 
-def snapshot(folder):
-    if not folder.exists():
-        return None
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+EMPTY = hashlib.sha256(b"").hexdigest()
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under root: relative path -> content hash (folders: "dir")."""
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
+
+
+def assert_nothing_written(root: Path, before: dict) -> None:
+    """Only exception: the data cache's empty lock file (and its folders). Decoders of one
+    source on a node flock it; it is never deleted, because unlinking a lock file that
+    another process waits on lets two decoders in at once."""
+    after = snapshot(root)
+    lock_only = {k: v for k, v in after.items() if k not in before
+                 and ((k.endswith(".lock") and v == EMPTY and "/cache/" in f"/{k}")
+                      or (v == "dir" and any(o.startswith(k + "/") and o.endswith(".lock") for o in after)))}
+    assert {k: v for k, v in after.items() if k not in lock_only} == before
+
+
+def case_args(case, tmp_path):
+    return [a.replace("{tmp}", str(tmp_path)).replace("{out}", str(tmp_path / "out")) for a in case["args"]]
 
 
 def test_the_corpus_is_big_enough():
@@ -103,24 +126,45 @@ def test_the_corpus_is_big_enough():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_bad_input_is_one_line_and_exit_2(case, tmp_path):
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+    import ray
+
+    from raylab.cli import main
+
     if case.get("needs_no_gpu"):
         import torch
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU")
+    root = tmp_path / "case"  # pytest's own files stay outside what is compared
+    root.mkdir()
+    if "setup" in case:
+        setup(case["setup"], root)
+    monkeypatch.chdir(root)  # a stray relative write lands where it is seen
+    before = snapshot(root)
+    capsys.readouterr()
+
+    try:
+        code = main(case_args(case, root))
+    finally:
+        started_ray = ray.is_initialized()
+        ray.shutdown()  # so that one case's Ray cannot hide another's
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err[-1500:]
+    assert len(lines) == 1, err
+    assert case["expect"].replace("{tmp}", str(root)) in lines[0], lines[0]
+    assert_nothing_written(root, before)
+    assert not started_ray  # refused before any Ray was started
+
+
+@pytest.mark.parametrize("name", ["unknown command", "corrupt checkpoint", "parquet file that is not parquet"])
+def test_refusal_as_a_real_process(name, tmp_path):
+    case = next(c for c in CASES if c["name"] == name)
     if "setup" in case:
         setup(case["setup"], tmp_path)
-    kept = tmp_path / case["keeps"] if "keeps" in case else None
-    before = snapshot(kept) if kept else None
-    args = [a.replace("{tmp}", str(tmp_path)).replace("{out}", str(tmp_path / "out")) for a in case["args"]]
-
-    proc = raylab(*args)
-
+    before = snapshot(tmp_path)
+    proc = raylab(*case_args(case, tmp_path), cwd=tmp_path)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2, proc.stderr[-1500:]
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1, proc.stderr
-    assert case["expect"] in lines[0], lines[0]
-    assert not (tmp_path / "out").exists()  # a refused `train` writes nothing
-    if kept:
-        assert snapshot(kept) == before  # and what was there is untouched
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert len(lines) == 1 and case["expect"].replace("{tmp}", str(tmp_path)) in lines[0], proc.stderr
+    assert_nothing_written(tmp_path, before)

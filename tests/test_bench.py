@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real training and a real Ray sweep
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from raylab.results import METRICS, TRIALS, read_table
 
+pytestmark = pytest.mark.timeout(900)  # processes that start Ray on a loaded 2-core box
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
 
@@ -122,3 +123,103 @@ def test_impossible_resources_and_unreachable_cluster(tmp_path):
     proc = raylab("run", path, "--storage", tmp_path / "res", "--address", "127.0.0.1:9", timeout=180)
     assert_one_line_error(proc, "cannot reach a Ray cluster at --address 127.0.0.1:9")
     assert not (tmp_path / "res" / "r" / "metrics.parquet").exists()
+
+
+# ---------------------------------------------------------------- sweeps as a user runs them
+@pytest.mark.slow
+def test_a_trial_that_exhausts_max_failures_is_failed_and_the_run_exits_1(tmp_path):
+    """--max-failures 0: the injected fault ends the trial `failed` with its error; the other
+    trial completes; `raylab run` says so and exits 1. --set, --max-concurrent and
+    --cpus-per-trial reach the trials and the recorded options."""
+    path = job(tmp_path, f"""
+        from raylab import Study, variant
+        STUDY = Study("f", [variant("clean"), variant("crash", fail_at_epoch=1)],
+                      dict(data="synthetic:200", data_root={str(tmp_path / 'd')!r}, epochs=2, threads=1,
+                           batch_size=50))
+    """)
+    proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--max-failures", "0",
+                  "--set", "weight_decay=0.003", "--max-concurrent", "1", "--cpus-per-trial", "1", "--quiet",
+                  timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "1 trial(s) failed" in proc.stdout and "raylab resume" in proc.stdout, proc.stdout
+    root = str(tmp_path / "res" / "f")
+    trials = read_table(root, TRIALS).set_index("variant")
+    assert trials.loc["crash", "status"] == "failed" and "injected fault" in trials.loc["crash", "error"]
+    assert trials.loc["clean", "status"] == "completed" and trials.loc["clean", "epochs_run"] == 2
+    assert (trials["weight_decay"] == 0.003).all()  # --set
+    metrics = read_table(root, METRICS)
+    assert metrics[metrics.variant == "clean"]["epoch"].tolist() == [0, 1, 2]
+    import json
+    options = json.loads((tmp_path / "res" / "f" / "study.json").read_text())["options"]
+    assert options["max_concurrent"] == 1 and options["cpus_per_trial"] == 1 and options["max_failures"] == 0
+    status = raylab("status", root)
+    assert status.returncode == 0 and "1 failed" in status.stdout, status.stdout
+
+
+@pytest.mark.slow
+def test_a_job_file_runs_as_a_script(tmp_path):
+    """`python jobs/quickstart.py` with run flags: the real job file, end to end."""
+    proc = subprocess.run([sys.executable, "jobs/quickstart.py", "--storage", str(tmp_path / "res"),
+                           "--data", "synthetic:200", "--data-root", str(tmp_path / "d"), "--epochs", "1",
+                           "--set", "threads=1", "--set", "batch_size=50", "--num-cpus", "2",
+                           "--scheduler", "fifo", "--quiet"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = read_table(str(tmp_path / "res" / "quickstart"), TRIALS)
+    assert sorted(trials["base_lr"]) == [0.01, 0.05, 0.1] and set(trials["status"]) == {"completed"}
+    assert "lr=0.05" in proc.stdout and "best val acc" in proc.stdout
+
+
+def test_every_trial_config_field_is_a_train_flag():
+    """README: every TrialConfig field is a flag; one added to the dataclass appears by itself.
+    The hidden test hooks (fail_at_epoch) are the exception: no flag, by design."""
+    import argparse
+
+    from raylab.cli import build_parser
+    from raylab.config import HIDDEN_FIELDS, config_fields
+
+    parser = build_parser()
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    flags = {opt for a in train._actions for opt in a.option_strings}
+    for name in config_fields():
+        assert (("--" + name.replace("_", "-") in flags) != (name in HIDDEN_FIELDS)), name
+    help_text = train.format_help()
+    assert "default: 0.01" in help_text and "default: 128" in help_text  # the course report's lr, batch
+
+
+def test_report_as_html_from_the_command_line(tmp_path, capsys):
+    from raylab.cli import main
+
+    assert main(["report", str(ROOT / "docs/results/assignment"), "--out", str(tmp_path), "--format", "html"]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "<table" in html and "lab2_lr_sweep" in html
+    assert (tmp_path / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_trial_refuses_a_checkpoint_of_another_model(tmp_path):
+    """A checkpoint left at a trial's path by another run (here SimpleNN without BN, for a
+    trial with BN) is refused by that trial with one line, and the file stays as it was."""
+    import hashlib
+    import shutil
+
+    from raylab.cli import main
+
+    data = ["--data", "synthetic:200", "--data-root", str(tmp_path / "d"), "--batch-size", "50", "--threads", "1"]
+    assert main(["train", "--out", str(tmp_path / "other"), "--epochs", "1", "--quiet", *data]) == 0
+    foreign = tmp_path / "res" / "g" / "checkpoints" / "bn_s0.pt"  # the trial id of g/bn, seed 0
+    foreign.parent.mkdir(parents=True)
+    shutil.copy(next((tmp_path / "other" / "checkpoints").glob("*.pt")), foreign)
+    digest = hashlib.sha256(foreign.read_bytes()).hexdigest()
+    path = job(tmp_path, f"""
+        from raylab import Study, variant
+        STUDY = Study("g", [variant("bn", batchnorm=True)],
+                      dict(data="synthetic:200", data_root={str(tmp_path / 'd')!r}, epochs=1, threads=1,
+                           batch_size=50))
+    """)
+    proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--max-failures", "0", "--quiet",
+                  timeout=600)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (error,) = read_table(str(tmp_path / "res" / "g"), TRIALS)["error"]
+    assert "\n" not in error and "checkpoint was made with batchnorm=False" in error, error
+    assert hashlib.sha256(foreign.read_bytes()).hexdigest() == digest

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import tempfile
 import threading
 import time
 import zipfile
@@ -23,7 +22,6 @@ from raylab import batches as batching
 from raylab import data
 from raylab.data import DataError
 
-REAL_ARCHIVE = Path(__file__).parents[1].parent / "shared/data/cifar10-jpg.tar.gz"
 
 
 # ============================================================ augmentation
@@ -439,10 +437,8 @@ def _train_simplenn_on_synthetic():
 # ============================================================ real CIFAR
 
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=f"real CIFAR-10 copy not at {REAL_ARCHIVE}")
-def test_real_cifar10_archive():
-    # Shared across runs: the first decode takes ~10 s (2-core VM), later loads ~0.1 s.
-    ds = data.load_dataset(f"folder:{REAL_ARCHIVE}", Path(tempfile.gettempdir()) / "raylab-test-cache")
+def test_real_cifar10_archive(real_cifar):
+    ds = real_cifar  # decoded in this run, not read from an older run's cache
     assert ds.classes == ["airplane", "automobile", "bird", "cat", "deer",
                           "dog", "frog", "horse", "ship", "truck"]
     assert ds.train_x.shape == (50000, 3, 32, 32) and ds.test_x.shape == (10000, 3, 32, 32)

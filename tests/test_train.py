@@ -64,21 +64,36 @@ def test_regularize_weights_only_leaves_biases_alone(data):
     assert decayed and all(p.ndim > 1 for p in decayed)
 
 
-def test_resume_from_checkpoint_matches_uninterrupted_run(data):
-    full = train(cfg(epochs=3, augment=True), data)
+@pytest.fixture(scope="module")
+def few(tmp_path_factory):
+    return load_dataset("synthetic:300", tmp_path_factory.mktemp("few"))
+
+
+@pytest.mark.parametrize("kw", [
+    pytest.param(dict(augment=True), id="simplenn"),
+    # BatchNorm's running statistics and an lr that changes after the resume point
+    pytest.param(dict(augment=True, batchnorm=True, schedule="step", step_size=2, gamma=0.5), id="simplenn-bn-step"),
+    # a ResNet (BN throughout) with warm-up then a multistep decay, on fewer images
+    pytest.param(dict(model="resnet20", data="synthetic:300", batch_size=50, lr=0.05, schedule="multistep",
+                      milestones=(2,), warmup_epochs=1), id="resnet20-multistep", marks=pytest.mark.slow),
+])
+def test_resume_from_checkpoint_matches_uninterrupted_run(data, few, kw):
+    data = few if kw.get("data") == "synthetic:300" else data
+    full = train(cfg(epochs=3, **kw), data)
     saved = {}
 
     def keep(row, checkpoint):
         if row["epoch"] == 1:
             saved["state"] = checkpoint()
 
-    train(cfg(epochs=1, augment=True), data, keep)
+    train(cfg(epochs=1, **kw), data, keep)
     # Through torch.save/load(weights_only) like a real restart.
     buf = __import__("io").BytesIO()
     torch.save(saved["state"], buf)
     buf.seek(0)
     state = torch.load(buf, weights_only=True)
-    resumed = train(cfg(epochs=3, augment=True), data, resume=state)
+    resumed = train(cfg(epochs=3, **kw), data, resume=state)
+    assert len({r["lr"] for r in full.history[1:]}) > 1 or not kw.get("schedule")  # the schedule acted
     assert [r["epoch"] for r in resumed.history] == [0, 1, 2, 3]
     for a, b in zip(full.history[2:], resumed.history[2:]):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
@@ -132,13 +147,9 @@ def test_report_step_decay_matches_torch_steplr():
 
 
 @pytest.mark.slow
-def test_simplenn_learns_real_cifar10(shared_cifar):
+def test_simplenn_learns_real_cifar10(shared_cifar, real_cifar):
     """Two epochs of the course report's SimpleNN on the real images: well past 0.45."""
-    import tempfile
-    from pathlib import Path
-
-    source = f"folder:{shared_cifar}"
-    real = load_dataset(source, Path(tempfile.gettempdir()) / "raylab-test-cache")
+    source, real = f"folder:{shared_cifar}", real_cifar
     out = train(TrialConfig.from_dict(data=source, epochs=2, threads=2), real)
     assert abs(out.history[0]["val_loss"] - math.log(10)) < 0.1
     assert out.best_val_acc >= 0.45

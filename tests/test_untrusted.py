@@ -223,14 +223,49 @@ class Payload:
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
 
 
+PEAK_OF_LOAD = """
+import sys
+from pathlib import Path
+from raylab import archive, data
+
+
+def kib(field):
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(status[field].split()[0])
+
+
+if sys.argv[3] == "no bound":  # the control: what decoding that image costs
+    archive.MAX_IMAGE_PIXELS = 10**9
+Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS: importing torch peaks higher
+before = kib("VmRSS")
+try:
+    data.load_dataset("folder:" + sys.argv[1], sys.argv[2])
+except data.DataError as e:
+    print(e, file=sys.stderr)
+print(kib("VmHWM") - before)  # KiB the load added at its peak
+"""
+
+
 def test_image_claiming_gigapixels_refused_before_decoding(tmp_path):
-    """A 100 KB PNG can decode to 75 MB of pixels: the header is checked first."""
+    """A 200 KB PNG decodes to 108 MB of pixels: the header is checked first. Proven by
+    the loading process's peak memory against a control that decodes the same file."""
     tree = write_tree(tmp_path / "tree")
-    Image.new("RGB", (5000, 5000)).save(tree / "train" / "cat" / "huge.png")
+    Image.new("RGB", (6000, 6000)).save(tree / "train" / "cat" / "huge.png")
     assert (tree / "train" / "cat" / "huge.png").stat().st_size < 1_000_000
+    archive = zip_of(tree, tmp_path / "px.zip")
     with pytest.raises(DataError) as e:
-        load(zip_of(tree, tmp_path / "px.zip"), tmp_path / "root")
-    assert_one_line(e, "huge.png", "5000x5000", "resize it")
+        load(archive, tmp_path / "root")
+    assert_one_line(e, "huge.png", "6000x6000", "resize it")
+
+    def peak(mode: str) -> int:
+        proc = subprocess.run([sys.executable, "-c", PEAK_OF_LOAD, str(archive), str(tmp_path / mode), mode],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout.split()[-1]) << 10
+
+    refused, decoded = peak("bound"), peak("no bound")
+    # Decoding holds the 108 MB image and its 108 MB tobytes() copy at once; refusing holds neither.
+    assert decoded > 150 << 20 and refused < 20 << 20, (refused, decoded)
 
 
 def malicious_cifar(root: Path, marker: Path) -> Path:

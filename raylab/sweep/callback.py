@@ -4,6 +4,7 @@ Each flush appends only what is new (raylab/parts.py); the sweep's end compacts.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -77,7 +78,11 @@ class ParquetCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         error = "trial failed; see its error.txt in the tune/ folder"
         try:
-            error = str(trial.get_pickled_error() or trial.get_error() or error)
+            # Tune writes error.txt to the trial's local folder just before this call and copies
+            # it to storage later: read the local one, or the column holds no error at all.
+            local = trial.error_file
+            text = open(local).read() if local and os.path.exists(local) else None
+            error = str(text or trial.get_pickled_error() or trial.get_error() or error)
         except Exception:  # the error file may live on another node's disk
             pass
         last = error.strip().splitlines()[-1][:500] if error.strip() else error

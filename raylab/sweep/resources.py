@@ -1,7 +1,7 @@
 """How much of a machine each trial gets, and refusing what no node can run."""
 from __future__ import annotations
 
-from raylab.config import ConfigError, SweepOptions, TrialConfig
+from raylab.config import ConfigError, SweepOptions, TrialConfig, check_gpu_share
 from raylab.errors import ClusterError
 
 DDP_DRIVER_CPU = 0.001  # a DDP trial only waits on its Train workers; Ray needs some resource
@@ -34,8 +34,7 @@ def check_resources(cfgs: list[TrialConfig], opts: SweepOptions, cluster: dict[s
     largest = {k: max((n.get(k, 0) for n in nodes), default=0) for k in ("CPU", "GPU")}
     for cfg in cfgs:
         res = default_resources(cfg, opts, cluster)
-        if res["GPU"] > 1 and res["GPU"] != int(res["GPU"]):
-            raise ConfigError(f"--gpus-per-trial {res['GPU']:g} must be a fraction up to 1 or a whole number")
+        check_gpu_share(res["GPU"])
         if opts.workers > 1:
             if 0 < res["GPU"] < 1:
                 raise ConfigError("DDP workers need whole GPUs: use --gpus-per-trial 1 with --workers > 1")
