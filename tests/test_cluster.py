@@ -9,7 +9,7 @@ import yaml
 from ray.cluster_utils import Cluster
 
 from raylab.checkpoints import checkpoint_path
-from raylab.config import ConfigError, SweepOptions
+from raylab.config import SweepOptions
 from raylab.errors import ClusterError
 from raylab.results import TRIALS, read_table
 from raylab.study import Study, grid
