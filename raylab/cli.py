@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="one model (default: all)")
     p.add_argument("--batchnorm", action="store_true")
     p.add_argument("--shortcut", default="A", choices=("A", "B"))
+    p.add_argument("--job", help="a job file: also list the models it declares with @raylab.model")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("report", help="write report.md (+ figures) for study folders")
@@ -132,12 +133,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from raylab.models import MODELS, build_model, format_summary, summarize
 
+    from raylab.registry import USER, describe_options
+
+    if args.job:  # runs the job file's top level, which registers its @raylab.model builders
+        from raylab.sweep_cli import load_job
+        load_job(args.job)
     names = [args.name] if args.name else list(MODELS)
     for name in names:
         if name not in MODELS:
-            raise UsageError(f"raylab models: unknown model '{name}': choose one of {', '.join(MODELS)}")
+            raise UsageError(f"raylab models: unknown model '{name}': choose one of {', '.join(MODELS)}"
+                             + ("" if args.job else " (a job file's own models: add --job FILE)"))
         model = build_model(name, batchnorm=args.batchnorm, shortcut=args.shortcut)
         print(format_summary(summarize(model, name=name)))
+        if name in USER:
+            print(f"from {args.job}; model_options: {describe_options(USER[name])}")
         print()
     return 0
 

@@ -35,6 +35,7 @@ class TrialConfig:
     batchnorm: bool = False            # simplenn: BatchNorm after each conv
     activation: str = "relu"           # relu | swish | leaky_relu | gelu | tanh
     shortcut: str = "A"                # resnet: A = zero-padded identity, B = 1x1 projection
+    model_options: str = "{}"          # a job file's own model (raylab.registry): its options, as JSON
     # --- data
     data: str = "cifar10"              # cifar10 | folder:PATH | synthetic[:N]
     data_root: str = "data"            # where cifar10 lives and decoded caches go
@@ -81,6 +82,10 @@ class TrialConfig:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ConfigError(f"unknown config field '{raw_key}'{hint}")
+            if key == "model_options":  # a dict in a job file, kept as canonical JSON text
+                from raylab.registry import parse_options
+                kwargs[key] = parse_options(value)
+                continue
             kwargs[key] = _coerce(key, value, hints[key])
         cfg = cls(**kwargs)
         cfg.validate()
@@ -100,6 +105,8 @@ class TrialConfig:
         from raylab.models import MODELS  # late: models imports torch
 
         _choice("model", self.model, tuple(MODELS))
+        from raylab.registry import check_options
+        check_options(self.model, self.model_options)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("shortcut", self.shortcut, SHORTCUTS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)

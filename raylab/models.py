@@ -252,8 +252,13 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3,
                 batchnorm: bool = False, activation: str = "relu",
-                shortcut: str = "A") -> nn.Module:
-    """The model registered as `name`; ValueError naming the choices for any unknown option."""
+                shortcut: str = "A", options: dict | None = None) -> nn.Module:
+    """The model registered as `name`; ValueError naming the choices for any unknown option.
+    `options` go to a job file's own model (raylab.registry)."""
+    from raylab.registry import USER
+    if name in USER:
+        return USER[name].build(options or {}, num_classes=num_classes, in_channels=in_channels,
+                                batchnorm=batchnorm, activation=activation, shortcut=shortcut)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if activation not in ACTIVATIONS:
@@ -273,6 +278,7 @@ class ModelSummary:
     params: list[tuple[str, tuple[int, ...]]]  # (parameter name, shape), in registration order
     n_params: int                              # trainable and frozen parameters (not BN buffers)
     macs: int                                  # multiply-accumulates per image, conv + linear only
+    output: object = None                      # what the model returned for one zero image (checked for logits)
 
 
 def summarize(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
@@ -300,7 +306,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
     try:
         model.eval()
         with torch.no_grad():
-            model(x)
+            out = model(x)
     finally:
         for h in hooks:
             h.remove()
@@ -308,7 +314,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
             m.training = mode
     params = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
     return ModelSummary(name=name or type(model).__name__, params=params,
-                        n_params=sum(p.numel() for p in model.parameters()), macs=macs)
+                        n_params=sum(p.numel() for p in model.parameters()), macs=macs, output=out)
 
 
 def format_summary(s: ModelSummary) -> str:

@@ -42,7 +42,7 @@ class ParquetCallback(Callback):
         return None
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        config = trial.config["spec"]["trial"]
+        config = _spec(trial)["trial"]
         final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
         for meta in _metas(trial):
             for old in result.get("history") or []:
@@ -67,7 +67,7 @@ class ParquetCallback(Callback):
             pass
         last = error.strip().splitlines()[-1][:500] if error.strip() else error
         for meta in _metas(trial):
-            self.writer.set_trial(trial_record(meta, trial.config["spec"]["trial"], status="failed", error=last))
+            self.writer.set_trial(trial_record(meta, _spec(trial)["trial"], status="failed", error=last))
         self._flush(force=True)
 
     def on_experiment_end(self, trials, **info) -> None:
@@ -90,6 +90,12 @@ class ParquetCallback(Callback):
             self._last_flush = now
 
 
+def _spec(trial) -> dict:
+    """The trial's spec with a sampled trial's values, id and variant merged in (raylab.search)."""
+    from raylab.search import resolve_spec
+    return resolve_spec(trial.config, str(trial))
+
+
 def _metas(trial) -> list[dict]:
-    spec = trial.config["spec"]
+    spec = _spec(trial)
     return [spec["meta"], *spec.get("aliases", [])]

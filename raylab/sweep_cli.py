@@ -53,7 +53,11 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1, 2 with a whole GPU)")
     g.add_argument("--workers", type=int, default=1, help="DDP workers per trial (default 1: no DDP)")
     g.add_argument("--max-concurrent", type=int, default=0, help="at most this many trials at once")
-    g.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="asha: stop weak trials early")
+    g.add_argument("--scheduler", choices=("fifo", "asha", "pbt"), default="fifo",
+                   help="asha: stop weak trials early; pbt: clone strong trials' weights and perturb lr/momentum/wd")
+    g.add_argument("--search", choices=("random", "optuna"), default="random",
+                   help="how a study's distributions are sampled (default random; optuna: TPE)")
+    g.add_argument("--num-samples", type=int, help="draws per variant-seed pair of a searched study (default: the study's)")
     g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
     g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
     g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="force a config field on every trial")
@@ -76,7 +80,8 @@ def sweep_options(args: argparse.Namespace):
     return SweepOptions(storage=args.storage, address=args.address, gpus_per_trial=args.gpus_per_trial,
                         cpus_per_trial=args.cpus_per_trial, workers=args.workers,
                         max_concurrent=args.max_concurrent, scheduler=args.scheduler,
-                        max_failures=args.max_failures, num_cpus=args.num_cpus, verbose=0 if args.quiet else 1)
+                        max_failures=args.max_failures, num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
+                        search=args.search)
 
 
 def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
@@ -91,7 +96,12 @@ def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
             options[name] = getattr(args, name)
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    return select(study, args.only, args.skip).with_options(seeds=args.seeds, **options)
+    study = select(study, args.only, args.skip).with_options(seeds=args.seeds, **options)
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise ConfigError(f"--num-samples must be >= 1, got {args.num_samples}")
+        study = dataclasses.replace(study, num_samples=args.num_samples)
+    return study
 
 
 def select(study: Study, only: list[str], skip: list[str]) -> Study:
@@ -162,7 +172,12 @@ def _run(study: Study, args: argparse.Namespace) -> int:
     n = len(study.trials())  # validates every trial's config before Ray starts
     shared = len(study.variants) * len(study.seed_list) - n
     note = f" ({shared} repeat an identical config and share its trial)" if shared else ""
-    print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds "
+    space = study.space()
+    if space:  # a searched study: say what is sampled, and how
+        n *= study.num_samples
+        note += f" ({opts.search} search over {', '.join(f'{k}={d}' for k, d in space.items())})"
+    samples = f" x {study.num_samples} samples" if space else ""
+    print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds{samples} "
           f"= {n} trials{note}")
     run_study(study, opts)
     return _summary(study_dir(opts.storage, study.name))

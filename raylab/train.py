@@ -31,6 +31,7 @@ from raylab.checkpoints import CHECKPOINT_VERSION
 from raylab.config import ConfigError, TrialConfig
 from raylab.data import Dataset, eval_batches, holdout_split, load_dataset, train_batches
 from raylab.models import build_model, summarize
+from raylab.registry import check_logits
 from raylab.schedule import lr_at
 
 EPOCH0_TRAIN_IMAGES = 10_000
@@ -87,9 +88,11 @@ def train(
 
     # --- model and optimiser (the seed fixes the initial weights)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, num_classes=len(data.classes), batchnorm=cfg.batchnorm,
-                        activation=cfg.activation, shortcut=cfg.shortcut)
+    model = build_model(cfg.model, num_classes=len(data.classes), in_channels=int(data.train_x.shape[1]),
+                        batchnorm=cfg.batchnorm, activation=cfg.activation, shortcut=cfg.shortcut,
+                        options=json.loads(cfg.model_options))
     summary = summarize(model, tuple(data.train_x.shape[1:]), name=cfg.model)
+    check_logits(summary.output, len(data.classes), cfg.model)  # a job file's model may return anything
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -100,7 +103,7 @@ def train(
     # --- resume: weights, optimiser, history and every RNG state of epoch k
     if resume is not None:
         model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
+        load_optimizer_state(optimizer, resume["optimizer"])
         history = list(resume["history"])
         gen.set_state(resume["rng"]["data"])
         torch.set_rng_state(resume["rng"]["torch"])
@@ -235,6 +238,16 @@ def weight_histograms(model: nn.Module, bins: int) -> list[dict]:
         rows += [{"layer": name, "bin_left": float(lo), "bin_right": float(hi), "count": int(c)}
                  for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
     return rows
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Restore moments and step counts, but keep this config's hyperparameters: under PBT
+    the checkpoint is another trial's, and its momentum and weight decay are not ours
+    (lr is set every epoch from the config anyway)."""
+    keep = [{k: g[k] for k in ("weight_decay", "momentum", "betas") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, values in zip(optimizer.param_groups, keep):
+        group.update(values)
 
 
 def check_resumable(ckpt: dict, cfg: TrialConfig) -> None:

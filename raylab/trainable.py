@@ -16,8 +16,14 @@ CHECKPOINT_FILE = "checkpoint.pt"  # inside a DDP run's Train checkpoint folder
 
 
 def raylab_trial(config: dict, data_refs: dict | None = None) -> None:
-    """What Tune calls: the spec is under one key so Tune's grid search sees one axis."""
-    run_trial(config["spec"], data_refs)
+    """What Tune calls: the spec is under one key so Tune's grid search sees one axis;
+    a sampled trial's values come under `sampled` and are merged in by resolve_spec."""
+    from ray import tune
+
+    from raylab.registry import install
+    from raylab.search import resolve_spec
+    install(config["spec"].get("code"))  # a job file's model, shipped by value: the worker cannot import it
+    run_trial(resolve_spec(config, tune.get_context().get_trial_name()), data_refs)
 
 
 def run_trial(config: dict, data_refs: dict | None = None) -> None:
@@ -34,18 +40,27 @@ def run_trial(config: dict, data_refs: dict | None = None) -> None:
         return _run_ddp_trial(config, data_ref)
     path = config["checkpoint"]
     state = find_checkpoint(path)
+    restarts = int(state.get("restarts", 0)) + 1 if state is not None else 0
+    cloned = False
+    if config.get("pbt"):  # PBT may hand this trial another trial's checkpoint (raylab/pbt.py)
+        from raylab import pbt
+        state, cloned = pbt.start_state(state, config["meta"]["trial_id"])
     if state is not None:
         check_resumable(state, cfg)  # e.g. left in the folder by a `raylab train` of another model
-    restarts = int(state.get("restarts", 0)) + 1 if state is not None else 0
-    replay = _replay(state)
+    # A clone's history is the donor's: this trial's own rows for those epochs stay as written.
+    replay = {} if cloned else _replay(state)
 
     def report(row: dict, checkpoint) -> None:
         # Checkpoint first: a kill between the two leaves an epoch the driver has not
         # seen, and the next start replays it from the checkpoint's history.
-        save_checkpoint({**checkpoint(), "restarts": restarts}, path)
+        state = {**checkpoint(), "restarts": restarts}
+        save_checkpoint(state, path)
         if row["epoch"] == cfg.epochs:
             return  # goes out with the summary: a scheduler stopping the trial here must not lose it
-        tune.report({**row, "restarts": restarts, **replay})
+        if config.get("pbt"):
+            pbt.report({**row, "restarts": restarts, **replay}, state, config["meta"]["trial_id"])
+        else:
+            tune.report({**row, "restarts": restarts, **replay})
         replay.clear()
 
     outcome = train(cfg, _dataset(cfg, data_ref), report, resume=state)
@@ -111,7 +126,7 @@ def _run_ddp_trial(config: dict, data_ref) -> None:
     use_gpu = config["gpu"] >= 1
     trainer = TorchTrainer(
         _ddp_worker,
-        train_loop_config={"trial": config["trial"], "data_ref": data_ref},
+        train_loop_config={"trial": config["trial"], "data_ref": data_ref, "code": config.get("code")},
         scaling_config=ray.train.ScalingConfig(
             num_workers=int(config["workers"]), use_gpu=use_gpu,
             resources_per_worker={"CPU": config["cpu"], **({"GPU": 1} if use_gpu else {})}),
@@ -128,8 +143,10 @@ def _ddp_worker(loop_config: dict) -> None:
     import ray.train
 
     from raylab.checkpoints import load_checkpoint
+    from raylab.registry import install
     from raylab.train import train
 
+    install(loop_config.get("code"))
     cfg = TrialConfig.from_dict(loop_config["trial"])
     state, restarts = None, 0
     ckpt = ray.train.get_checkpoint()
