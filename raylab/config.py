@@ -133,9 +133,12 @@ class TrialConfig:
             raise ConfigError("schedule 'multistep' needs milestones, e.g. milestones=[100, 150]")
         if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"milestones must be increasing epochs >= 1, got {list(self.milestones)}")
-        if not (self.data in ("cifar10", "synthetic") or self.data.startswith(("folder:", "synthetic:"))):
+        from raylab.datasets import NAMES, is_source
+        if not (self.data in ("cifar10", "synthetic") or self.data.startswith(("folder:", "synthetic:"))
+                or is_source(self.data)):
             raise ConfigError(
-                f"data '{self.data}' is not a source: use cifar10, folder:PATH or synthetic[:N]"
+                f"data '{self.data}' is not a source: use cifar10, {', '.join(NAMES)}, folder:PATH, "
+                "arrays:NAME or synthetic[:N]"
             )
 
 

@@ -109,7 +109,11 @@ def load_dataset(source: str, root: str | Path = "data", *, download: bool = Tru
             # archive (ImageNet-size: minutes), while any rewrite of the file changes mtime_ns.
             fingerprint = [_stat_key(path)]
         return _cached(source, root, path.name, fingerprint, lambda: _decode_folder(path))
-    raise DataError(f"unknown data source '{source}': use cifar10, folder:PATH or synthetic[:N]")
+    from raylab import datasets  # cifar100, svhn, mnist, fashionmnist, arrays:NAME
+    if datasets.is_source(source):
+        return datasets.load(source, root, download)
+    raise DataError(f"unknown data source '{source}': use cifar10, {', '.join(datasets.NAMES)}, "
+                    "folder:PATH, arrays:NAME or synthetic[:N]")
 
 
 def _cifar10_folder(root: Path, download: bool) -> Path:

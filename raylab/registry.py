@@ -80,7 +80,7 @@ def _by_value(builder) -> None:
     """A builder from a module workers could not import (a job file's helper next to it):
     have cloudpickle carry its code. Job files themselves run as `__main__` or through
     runpy and are pickled by value anyway."""
-    import cloudpickle
+    from ray import cloudpickle  # the copy Ray itself pickles functions and configs with
 
     module = sys.modules.get(getattr(builder, "__module__", ""), None)
     if module is None or module.__name__ == "__main__":
@@ -152,7 +152,7 @@ def describe_options(user: UserModel) -> str:
 # ------------------------------------------------------------------ shipping
 def pack(names: set[str]) -> bytes | None:
     """The user models among `names`, pickled by value for trials elsewhere; None when none."""
-    import cloudpickle
+    from ray import cloudpickle  # the copy Ray itself pickles functions and configs with
 
     chosen = {n: USER[n].builder for n in sorted(names) if n in USER}
     return cloudpickle.dumps(chosen) if chosen else None
@@ -162,7 +162,7 @@ def install(packed: bytes | None) -> None:
     """In a trial's process: register the models the driver shipped (before its config is read)."""
     if not packed:
         return
-    import cloudpickle
+    from ray import cloudpickle  # the copy Ray itself pickles functions and configs with
 
     for name, builder in cloudpickle.loads(packed).items():
         if name not in USER:

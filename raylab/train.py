@@ -31,6 +31,7 @@ from raylab.checkpoints import CHECKPOINT_VERSION
 from raylab.config import ConfigError, TrialConfig
 from raylab.data import Dataset, eval_batches, holdout_split, load_dataset, train_batches
 from raylab.models import build_model, summarize
+from raylab.datasets import with_stats
 from raylab.registry import check_logits
 from raylab.schedule import lr_at
 
@@ -93,6 +94,7 @@ def train(
                         options=json.loads(cfg.model_options))
     summary = summarize(model, tuple(data.train_x.shape[1:]), name=cfg.model)
     check_logits(summary.output, len(data.classes), cfg.model)  # a job file's model may return anything
+    cfg = with_stats(cfg, data)  # MNIST, SVHN ...: their own normalisation unless the config sets one
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -220,6 +220,8 @@ def _trial_name(trial) -> str:
 def _run_config(root: str, opts: SweepOptions, space: dict | None = None):
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback  # result.json per trial, for Tune's own analysis
+
+    from raylab.logs import EpochTensorBoard  # event files per trial: tensorboard --logdir <study>/
     # A table of variant and epoch metrics; the config of every trial is in the Parquet files.
     reporter = tune.CLIReporter(
         parameter_columns={"spec/meta/variant": "variant", "spec/trial/seed": "seed",
@@ -232,7 +234,7 @@ def _run_config(root: str, opts: SweepOptions, space: dict | None = None):
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         # PBT clones the checkpoints trials report to Tune; a few recent ones are all it reads.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=4) if opts.scheduler == "pbt" else None,
-        callbacks=[ParquetCallback(root), JsonLoggerCallback()],
+        callbacks=[ParquetCallback(root), JsonLoggerCallback(), EpochTensorBoard()],
     )
 
 

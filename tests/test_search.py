@@ -110,6 +110,32 @@ def test_random_search_on_a_grid_names_and_records_each_sample(tmp_path):
         assert abs(lr - row["base_lr"]) <= 5e-3 * row["base_lr"] and 1e-3 <= row["base_lr"] <= 0.2
         assert row["variant"].startswith("bn+") == bool(row["batchnorm"])
     assert trials["base_lr"].nunique() == 4
+    # TensorBoard: one event file per trial, in the trial's folder, val_acc by epoch.
+    for trial_id in trials["trial_id"]:
+        events = list((tmp_path / "res" / "mixed" / "tune" / trial_id).glob("events.out.tfevents.*"))
+        assert len(events) == 1, trial_id
+        scalars = tensorboard_scalars(events[0])
+        assert sorted(scalars["ray/tune/val_acc"]) == [0, 1]  # epochs 0 and 1
+        assert 0.0 <= scalars["ray/tune/val_acc"][1] <= 1.0
+
+
+def tensorboard_scalars(path: Path) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} read from an event file (TFRecord framing: length, crc, data, crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    data = path.read_bytes()
+    pos = 0
+    while pos < len(data):
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+        pos += 12 + length + 4
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                out.setdefault(value.tag, {})[event.step] = value.simple_value
+    return out
 
 
 def test_optuna_search_resumes_after_driver_kill_without_duplicates(tmp_path):
