@@ -115,6 +115,17 @@ def _figures(study: Study, out: Path) -> list[tuple[str, str]]:
         return made
     keep(plots.learning_curves(m, trials=t, study=study.name, colors=colors),
          "learning_curves", "Learning curves of every variant (line: mean over seeds; band: min-max).")
+    space = study.meta.get("space")
+    if space:  # a continuous search: each sample is a variant; plot against the sampled values instead
+        from . import search_plots as sp
+        keep(sp.accuracy_vs_params(t, space, study.name), "search_params",
+             "Best (dot) and final (x) validation accuracy against each sampled field.")
+        pair = sp.param_scatter(t, space, study.name)
+        if pair is not None:
+            keep(pair, "search_pair", "The first two sampled fields, coloured by best validation accuracy.")
+        keep(sp.best_so_far(t, study.name), "search_best_so_far",
+             "Best validation accuracy among the first k trials sampled.")
+        return made
     if len(variants) > 1:
         keep(plots.sweep_curves(m, "val_acc", trials=t, study=study.name, colors=colors),
              "sweep_val_acc", "Validation accuracy of all variants on one axes.")
@@ -161,6 +172,9 @@ def _study_section(study: Study, out: Path, level: int = 2) -> list[str]:
                   "`best − report`: the reproduced best val acc (mean over seeds) minus the report's best val acc.", ""]
         lines += _short_run_note(study.name, int(table["epochs_run_max"].max()))
     lines += [rank(table).note, ""]
+    if study.meta.get("space"):  # a continuous search: the best samples and their values
+        from .search_plots import top_k
+        lines += ["Top trials of the search:", "", top_k(t, study.meta["space"]), ""]
     for name, caption in _figures(study, out):
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     return lines

@@ -254,7 +254,10 @@ def _connect(opts: SweepOptions) -> None:
         if opts.address:
             ray.init(address=opts.address, log_to_driver=opts.verbose > 1, logging_level=ray_logger.level)
         else:
-            ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1,
+            # address="local": always a new instance. Without it ray.init joins any cluster this
+            # machine's /tmp/ray/ray_current_cluster names (another user's `ray start` or test
+            # Cluster), and then refuses num_cpus.
+            ray.init(address="local", num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=opts.verbose > 1,
                      logging_level=ray_logger.level)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

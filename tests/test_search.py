@@ -177,6 +177,15 @@ def test_optuna_search_resumes_after_driver_kill_without_duplicates(tmp_path):
     # Tune made one folder per sample: nothing was sampled twice.
     assert len([p for p in (root / "tune").iterdir() if p.is_dir() and NAME.match(p.name)]) == samples
 
+    # `raylab report` picks the search figures and the top-k table for a searched study.
+    proc = raylab("report", root, "--out", tmp_path / "report")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = (tmp_path / "report" / "report.md").read_text()
+    for stem in ("search_params", "search_pair", "search_best_so_far"):
+        assert (tmp_path / "report" / f"opt_{stem}.png").stat().st_size > 5000, stem
+    best = trials.sort_values("best_val_acc", ascending=False).iloc[0]
+    assert f"| 1 | {best['trial_id']} |" in report and "Top trials of the search" in report
+
 
 def test_pbt_clones_and_perturbs_lr_recorded_per_epoch(tmp_path):
     """4 trials, lr perturbed every 2 epochs: some trial's lr changes mid-run, and each epoch's
@@ -200,3 +209,23 @@ def test_pbt_clones_and_perturbs_lr_recorded_per_epoch(tmp_path):
         first = trained[trained.trial_id == row["trial_id"]].sort_values("epoch").iloc[0]
         assert row["variant"] == sampled_name("baseline", {"lr": first["base_lr"],
                                                            "weight_decay": first["weight_decay"]})
+
+
+def test_search_plot_axes_follow_the_distribution():
+    from analysis.search_plots import best_so_far, log_axis, sample_order, top_k
+
+    space = {"lr": {"kind": "loguniform", "args": [1e-4, 0.1]},
+             "momentum": {"kind": "uniform", "args": [0.5, 0.99]},
+             "batch_size": {"kind": "choice", "args": [32, 64]}}
+    trials = pd.DataFrame({"trial_id": ["a_s0_n3", "b_s0_n1", "c_s0_n2"], "base_lr": [1e-4, 1e-2, 0.1],
+                           "momentum": [0.5, 0.9, 0.6], "batch_size": [32, 64, 32], "weight_decay": [1e-6, 1e-3, 1e-4],
+                           "best_val_acc": [0.3, 0.5, 0.4], "final_val_acc": [0.3, 0.4, 0.4],
+                           "best_epoch": [2, 3, 1], "status": ["completed"] * 3})
+    assert log_axis("lr", space, trials["base_lr"]) and not log_axis("momentum", space, trials["momentum"])
+    assert log_axis("weight_decay", {}, trials["weight_decay"])  # spans three decades
+    assert list(sample_order(trials)["trial_id"]) == ["b_s0_n1", "c_s0_n2", "a_s0_n3"]
+    ax = best_so_far(trials).axes[0]
+    assert list(ax.lines[0].get_ydata()) == [0.5, 0.4, 0.3]  # each trial, in sampling order
+    assert list(ax.lines[1].get_ydata()) == [0.5, 0.5, 0.5]  # n1 was the best from the start
+    table = top_k(trials, space, k=2).splitlines()
+    assert table[2].startswith("| 1 | b_s0_n1 | 0.01 | 0.9 | 64 | 0.5000 | 3 |") and len(table) == 4
