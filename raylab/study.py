@@ -97,6 +97,8 @@ class Study:
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # command-line run options: beat every variant
     num_samples: int = 1  # draws per variant-seed pair where a config value is a distribution (raylab.search)
+    search: str | None = None     # random | optuna; --search beats it (default random)
+    scheduler: str | None = None  # fifo | asha | pbt; --scheduler beats it (default fifo)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -108,6 +110,9 @@ class Study:
                               "name them with variant(name=...)")
         if not self.variants:
             raise ConfigError(f"study {self.name} has no variants")
+        for name, allowed in (("search", ("random", "optuna")), ("scheduler", ("fifo", "asha", "pbt"))):
+            if getattr(self, name) not in (None, *allowed):
+                raise ConfigError(f"study {self.name}: {name} '{getattr(self, name)}' is not one of: {', '.join(allowed)}")
         if not isinstance(self.num_samples, int) or isinstance(self.num_samples, bool) or self.num_samples < 1:
             raise ConfigError(f"study {self.name}: num_samples must be an integer >= 1, got {self.num_samples!r}")
 
@@ -118,7 +123,7 @@ class Study:
     def with_options(self, *, seeds: int | None = None, **options: Any) -> "Study":
         """A copy with run options forced on every trial (--epochs, --data, --seeds ...)."""
         return Study(self.name, self.variants, self.base, self.seeds if seeds is None else seeds,
-                     self.description, {**self.options, **options}, self.num_samples)
+                     self.description, {**self.options, **options}, self.num_samples, self.search, self.scheduler)
 
     def space(self) -> dict[str, Any]:
         """Config fields given a distribution (field -> raylab.search.Dist); {} for a grid study."""

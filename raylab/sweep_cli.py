@@ -53,10 +53,10 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1, 2 with a whole GPU)")
     g.add_argument("--workers", type=int, default=1, help="DDP workers per trial (default 1: no DDP)")
     g.add_argument("--max-concurrent", type=int, default=0, help="at most this many trials at once")
-    g.add_argument("--scheduler", choices=("fifo", "asha", "pbt"), default="fifo",
+    g.add_argument("--scheduler", choices=("fifo", "asha", "pbt"), default=None,
                    help="asha: stop weak trials early; pbt: clone strong trials' weights and perturb lr/momentum/wd")
-    g.add_argument("--search", choices=("random", "optuna"), default="random",
-                   help="how a study's distributions are sampled (default random; optuna: TPE)")
+    g.add_argument("--search", choices=("random", "optuna"), default=None,
+                   help="how a study's distributions are sampled (default: the study's, else random; optuna: TPE)")
     g.add_argument("--num-samples", type=int, help="draws per variant-seed pair of a searched study (default: the study's)")
     g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
     g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
@@ -79,9 +79,9 @@ def sweep_options(args: argparse.Namespace):
         raise ConfigError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
     return SweepOptions(storage=args.storage, address=args.address, gpus_per_trial=args.gpus_per_trial,
                         cpus_per_trial=args.cpus_per_trial, workers=args.workers,
-                        max_concurrent=args.max_concurrent, scheduler=args.scheduler,
+                        max_concurrent=args.max_concurrent, scheduler=args.scheduler or "fifo",
                         max_failures=args.max_failures, num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
-                        search=args.search)
+                        search=args.search or "random")
 
 
 def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
@@ -169,6 +169,9 @@ def _run(study: Study, args: argparse.Namespace) -> int:
     from raylab.tune import run_study, study_dir
 
     opts = sweep_options(args)
+    # A job file may declare its search and scheduler; the command line beats it.
+    opts.search = args.search or study.search or "random"
+    opts.scheduler = args.scheduler or study.scheduler or "fifo"
     n = len(study.trials())  # validates every trial's config before Ray starts
     shared = len(study.variants) * len(study.seed_list) - n
     note = f" ({shared} repeat an identical config and share its trial)" if shared else ""
@@ -244,6 +247,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if file.name.startswith("_"):
             continue
         study = load_job(str(file))
+        samples = study.num_samples if study.space() else 1  # a searched study: draws per variant-seed
         print(f"{study.name:<20} {len(study.variants):>8} {len(study.seed_list):>5} "
-              f"{len(study.variants) * len(study.seed_list):>6}  {file}")
+              f"{len(study.variants) * len(study.seed_list) * samples:>6}  {file}")
     return 0
