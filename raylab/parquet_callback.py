@@ -46,7 +46,10 @@ class ParquetCallback(Callback):
         final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
         for meta in _metas(trial):
             for old in result.get("history") or []:
-                self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_KEYS}))
+                # Replayed epochs fill rows the driver missed; a row already written stays, since
+                # under PBT it was written with the config it trained with, which may differ now.
+                if (meta["trial_id"], int(old["epoch"])) not in self.writer.metrics:
+                    self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_KEYS}))
             self.writer.add_epoch(epoch_record(meta, config, {k: result[k] for k in EPOCH_KEYS}))
             if final:
                 self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
