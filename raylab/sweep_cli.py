@@ -58,6 +58,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--search", choices=("random", "optuna"), default=None,
                    help="how a study's distributions are sampled (default: the study's, else random; optuna: TPE)")
     g.add_argument("--num-samples", type=int, help="draws per variant-seed pair of a searched study (default: the study's)")
+    g.add_argument("--log", choices=("mlflow",), default="",
+                   help="also log to MLflow (TensorBoard event files are always written)")
+    g.add_argument("--mlflow-uri", help="MLflow tracking URI (default: a file store in the study folder)")
     g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
     g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
     g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="force a config field on every trial")
@@ -81,7 +84,7 @@ def sweep_options(args: argparse.Namespace):
                         cpus_per_trial=args.cpus_per_trial, workers=args.workers,
                         max_concurrent=args.max_concurrent, scheduler=args.scheduler or "fifo",
                         max_failures=args.max_failures, num_cpus=args.num_cpus, verbose=0 if args.quiet else 1,
-                        search=args.search or "random")
+                        search=args.search or "random", log=args.log, mlflow_uri=args.mlflow_uri)
 
 
 def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:

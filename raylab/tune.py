@@ -46,6 +46,8 @@ class SweepOptions:
     max_failures: int = 2             # restarts of a crashed trial from its checkpoint
     num_cpus: int | None = None       # local Ray only: CPUs it may use
     verbose: int = 1                  # Tune's progress output: 0 silent, 1 table
+    log: str = ""                     # "mlflow": also log to MLflow (raylab/logs.py); TensorBoard is always on
+    mlflow_uri: str | None = None     # MLflow tracking URI (default: <study folder>/mlruns)
 
 
 def study_dir(storage: str, name: str) -> str:
@@ -70,6 +72,7 @@ def run_study(study: Study, opts: SweepOptions):
     # Made before anything is written: a search or scheduler that cannot run is refused first.
     tune_config = _tune_config(opts, max(t.config.epochs for t in trials), search_alg=algo,
                                num_samples=study.num_samples if space else 1, space=space)
+    run_config = _run_config(root, opts, space, study.name)
     lock = _lock(root)  # before anything is written: a second driver must not touch the folder
     try:
         _refuse_existing_sweep(root)  # again: a driver that started with us may have finished first
@@ -81,7 +84,7 @@ def run_study(study: Study, opts: SweepOptions):
             _trainable(sources, refs),
             param_space=search.param_space(specs, space),
             tune_config=tune_config,
-            run_config=_run_config(root, opts, space),
+            run_config=run_config,
         )
         return tuner.fit()
     finally:
@@ -165,8 +168,9 @@ def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
     res = default_resources(trial.config, opts, cluster)
     metas = trial.metas()
     return {"meta": metas[0], "aliases": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
-            "root": root, "pbt": opts.scheduler == "pbt",
-            "code": registry.pack({trial.config.model}),  # a job file's model, by value (raylab.registry)  # a sampled trial's checkpoint path is made from its name there (search.resolve_spec)
+            "root": root,  # a sampled trial's checkpoint path is made from its name there (search.resolve_spec)
+            "pbt": opts.scheduler == "pbt",  # report checkpoints to Tune for PBT to clone (raylab/pbt.py)
+            "code": registry.pack({trial.config.model}),  # a job file's model, by value (raylab.registry)
             "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp"),
             "checkpoint": checkpoint_path(root, metas[0]["trial_id"])}
 
@@ -217,11 +221,11 @@ def _trial_name(trial) -> str:
     return trial.config["spec"]["meta"]["trial_id"]
 
 
-def _run_config(root: str, opts: SweepOptions, space: dict | None = None):
+def _run_config(root: str, opts: SweepOptions, space: dict | None = None, study: str = ""):
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback  # result.json per trial, for Tune's own analysis
 
-    from raylab.logs import EpochTensorBoard  # event files per trial: tensorboard --logdir <study>/
+    from raylab.logs import EpochTensorBoard, mlflow_callback  # tensorboard --logdir <study>/
     # A table of variant and epoch metrics; the config of every trial is in the Parquet files.
     reporter = tune.CLIReporter(
         parameter_columns={"spec/meta/variant": "variant", "spec/trial/seed": "seed",
@@ -234,7 +238,8 @@ def _run_config(root: str, opts: SweepOptions, space: dict | None = None):
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         # PBT clones the checkpoints trials report to Tune; a few recent ones are all it reads.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=4) if opts.scheduler == "pbt" else None,
-        callbacks=[ParquetCallback(root), JsonLoggerCallback(), EpochTensorBoard()],
+        callbacks=[ParquetCallback(root), JsonLoggerCallback(), EpochTensorBoard(),
+                   *([mlflow_callback(root, study, opts.mlflow_uri)] if opts.log == "mlflow" else [])],
     )
 
 

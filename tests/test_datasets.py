@@ -138,3 +138,35 @@ def test_registered_arrays_train_and_survive_a_new_process(tmp_path):
         load_dataset("arrays:other", tmp_path)
     with pytest.raises(DataError, match="must be uint8"):
         register_data("bad", train=(x.astype(np.float32), y), test=(x, y))
+
+
+def test_job_file_arrays_run_as_a_sweep(tmp_path):
+    """The driver decodes registered arrays into the object store; trials in other processes
+    train on them (they never run the job file)."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    from raylab.results import TRIALS, read_table
+
+    job = tmp_path / "blobs.py"
+    job.write_text(textwrap.dedent(f"""
+        import numpy as np
+        import raylab
+        from raylab import Study, grid
+
+        rng = np.random.default_rng(0)
+        y = np.arange(120) % 4
+        x = (rng.integers(0, 60, (120, 32, 32)) + 50 * y[:, None, None]).astype(np.uint8)  # class = brightness
+        DATA = raylab.register_data("bright", train=(x[:100], y[:100]), test=(x[100:], y[100:]))
+        STUDY = Study("bright", grid(lr=[0.05, 0.01]), dict(data=DATA, data_root={str(tmp_path / 'data')!r},
+                                                           epochs=1, threads=1, batch_size=20))
+    """))
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "raylab", "run", job, "--storage", tmp_path / "res",
+                           "--num-cpus", "2", "--quiet"], capture_output=True, text=True, cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trials = read_table(str(tmp_path / "res" / "bright"), TRIALS)
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"}
+    assert set(trials["data"]) == {"arrays:bright"}

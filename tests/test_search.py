@@ -98,7 +98,7 @@ def test_random_search_on_a_grid_names_and_records_each_sample(tmp_path):
                       base=dict(data="synthetic:300", data_root={str(tmp_path / 'data')!r}, epochs=1,
                                 threads=1, batch_size=50, lr=loguniform(1e-3, 0.2)))
     """))
-    proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet")
+    proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet", "--log", "mlflow")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 variants x 1 seeds x 2 samples = 4 trials" in proc.stdout
     trials = read_table(str(tmp_path / "res" / "mixed"), TRIALS)
@@ -117,6 +117,18 @@ def test_random_search_on_a_grid_names_and_records_each_sample(tmp_path):
         scalars = tensorboard_scalars(events[0])
         assert sorted(scalars["ray/tune/val_acc"]) == [0, 1]  # epochs 0 and 1
         assert 0.0 <= scalars["ray/tune/val_acc"][1] <= 1.0
+    # MLflow (--log mlflow): one run per trial, its config as params, val_acc by epoch.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'res' / 'mixed' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mixed").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == set(trials["trial_id"])
+    for row in trials.to_dict("records"):
+        run = by_name[row["trial_id"]]
+        assert float(run.data.params["lr"]) == pytest.approx(row["base_lr"])
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert sorted(m.step for m in history) == [0, 1] and run.info.status == "FINISHED"
 
 
 def tensorboard_scalars(path: Path) -> dict[str, dict[int, float]]:
