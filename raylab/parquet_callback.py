@@ -42,7 +42,9 @@ class ParquetCallback(Callback):
         return None
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        config = _spec(trial)["trial"]
+        # PBT may have changed the trial's config since this epoch ran (Tune calls the scheduler
+        # first); the trial reports the values it trained with (raylab/trainable.py).
+        config = {**_spec(trial)["trial"], **(result.get("trained_with") or {})}
         final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
         for meta in _metas(trial):
             for old in result.get("history") or []:

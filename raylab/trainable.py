@@ -49,6 +49,8 @@ def run_trial(config: dict, data_refs: dict | None = None) -> None:
         check_resumable(state, cfg)  # e.g. left in the folder by a `raylab train` of another model
     # A clone's history is the donor's: this trial's own rows for those epochs stay as written.
     replay = {} if cloned else _replay(state)
+    # Under PBT the config changes mid-run: each report says which values it trained with.
+    trained_with = {"trained_with": {k: getattr(cfg, k) for k in pbt.MUTABLE}} if config.get("pbt") else {}
 
     def report(row: dict, checkpoint) -> None:
         # Checkpoint first: a kill between the two leaves an epoch the driver has not
@@ -58,13 +60,13 @@ def run_trial(config: dict, data_refs: dict | None = None) -> None:
         if row["epoch"] == cfg.epochs:
             return  # goes out with the summary: a scheduler stopping the trial here must not lose it
         if config.get("pbt"):
-            pbt.report({**row, "restarts": restarts, **replay}, state, config["meta"]["trial_id"])
+            pbt.report({**row, "restarts": restarts, **replay, **trained_with}, state, config["meta"]["trial_id"])
         else:
             tune.report({**row, "restarts": restarts, **replay})
         replay.clear()
 
     outcome = train(cfg, _dataset(cfg, data_ref), report, resume=state)
-    tune.report({**_final_result(outcome, restarts), **replay})
+    tune.report({**_final_result(outcome, restarts), **replay, **trained_with})
 
 
 def _replay(state: dict | None) -> dict:
