@@ -53,6 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raylab import config
+from raylab.registry import USER
 
 SHORTCUTS = config.SHORTCUTS
 
@@ -241,16 +242,17 @@ def simplenn(*, shortcut: str = "A", **kw) -> SimpleNN:
     return SimpleNN(**kw)
 
 
-# ----------------------------------------------------------------------------
-# Registry: the only way a name becomes a model (config.py validates against it)
-
+# Registry: built-in names (raylab.registry.BUILTIN) and a job file's own (registry.USER)
 MODELS: dict[str, Callable[..., nn.Module]] = {name: globals()[name] for name in config.MODELS}
 
 
-def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3,
-                batchnorm: bool = False, activation: str = "relu",
-                shortcut: str = "A") -> nn.Module:
-    """The model registered as `name`; ValueError naming the choices for any unknown option."""
+def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3, batchnorm: bool = False,
+                activation: str = "relu", shortcut: str = "A", options: dict | None = None) -> nn.Module:
+    """The model registered as `name` (a job file's own gets `options`: raylab.registry);
+    ValueError naming the choices for any unknown option."""
+    if name in USER:
+        return USER[name].build(options or {}, num_classes=num_classes, in_channels=in_channels,
+                                batchnorm=batchnorm, activation=activation, shortcut=shortcut)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if activation not in ACTIVATIONS:
@@ -270,6 +272,7 @@ class ModelSummary:
     params: list[tuple[str, tuple[int, ...]]]  # (parameter name, shape), in registration order
     n_params: int                              # trainable and frozen parameters (not BN buffers)
     macs: int                                  # multiply-accumulates per image, conv + linear only
+    output: object = None                      # what the model returned for one zero image (checked for logits)
 
 
 def model_summary(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
@@ -297,7 +300,7 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
     try:
         model.eval()
         with torch.no_grad():
-            model(x)
+            out = model(x)
     finally:
         for h in hooks:
             h.remove()
@@ -305,7 +308,7 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
             m.training = mode
     params = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
     return ModelSummary(name=name or type(model).__name__, params=params,
-                        n_params=sum(p.numel() for p in model.parameters()), macs=macs)
+                        n_params=sum(p.numel() for p in model.parameters()), macs=macs, output=out)
 
 
 def format_summary(s: ModelSummary) -> str:

@@ -8,6 +8,7 @@ from ray.tune import Callback
 
 from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StudyWriter, best_and_final, epoch_record,
                             trial_record, weight_records)
+from raylab.search import resolve_spec
 
 
 class ParquetCallback(Callback):
@@ -43,7 +44,7 @@ class ParquetCallback(Callback):
         return None
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        config = trial.config["spec"]["trial"]
+        config = _spec(trial)["trial"]
         for meta in _metas(trial):
             row = self.writer.trials.get(meta["trial_id"])
             restarts = 0 if row is None else _int(row.get("restarts")) + 1
@@ -51,11 +52,16 @@ class ParquetCallback(Callback):
         self._flush(force=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        config = trial.config["spec"]["trial"]
+        # PBT may have changed the trial's config since this epoch ran (Tune calls the scheduler
+        # first); the trial reports the values it trained with (sweep/trainable.py).
+        config = {**_spec(trial)["trial"], **(result.get("trained_with") or {})}
         final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
         for meta in _metas(trial):
             for old in result.get("history") or []:
-                self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_COLUMNS}))
+                # Replayed epochs fill rows the driver missed; a row already written stays, since
+                # under PBT it was written with the config it trained with, which may differ now.
+                if (meta["trial_id"], int(old["epoch"])) not in self.writer.metrics:
+                    self.writer.add_epoch(epoch_record(meta, config, {k: old.get(k) for k in EPOCH_COLUMNS}))
             self.writer.add_epoch(epoch_record(meta, config, {k: result[k] for k in EPOCH_COLUMNS}))
             if final:
                 self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
@@ -75,7 +81,7 @@ class ParquetCallback(Callback):
             pass
         last = error.strip().splitlines()[-1][:500] if error.strip() else error
         for meta in _metas(trial):
-            self.writer.set_trial(trial_record(meta, trial.config["spec"]["trial"], status="failed", error=last))
+            self.writer.set_trial(trial_record(meta, _spec(trial)["trial"], status="failed", error=last))
         self._flush(force=True)
 
     def on_experiment_end(self, trials, **info) -> None:
@@ -100,6 +106,11 @@ def _int(value) -> int:
     return int(value) if value is not None and value == value else 0
 
 
+def _spec(trial) -> dict:
+    """The trial's spec with a sampled trial's values, id and variant merged in (raylab.search)."""
+    return resolve_spec(trial.config, str(trial))
+
+
 def _metas(trial) -> list[dict]:
-    spec = trial.config["spec"]
+    spec = _spec(trial)
     return [spec["meta"], *spec.get("aliases", [])]
