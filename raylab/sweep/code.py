@@ -19,8 +19,9 @@ from raylab.sweep.shared_data import data_key
 
 def pack(names: set[str]) -> bytes | None:
     """The user models among `names`, pickled by value for trials elsewhere; None when none."""
-    for module in sorted(BY_VALUE):  # a job file's helper module: workers cannot import it
-        cloudpickle.register_pickle_by_value(sys.modules[module])
+    for name in sorted(BY_VALUE):  # a job file's helper module: workers cannot import it
+        if name in sys.modules:  # gone: the job file itself (runpy), which pickles by value anyway
+            cloudpickle.register_pickle_by_value(sys.modules[name])
     chosen = {n: USER[n].builder for n in sorted(names) if n in USER}
     return cloudpickle.dumps(chosen) if chosen else None
 
