@@ -137,8 +137,8 @@ class Study:
 
     def with_options(self, *, seeds: int | None = None, **options: Any) -> "Study":
         """A copy with run options forced on every trial (--epochs, --data, --seeds ...)."""
-        return Study(self.name, self.variants, self.base, self.seeds if seeds is None else seeds,
-                     self.description, {**self.options, **options}, self.num_samples, self.search, self.scheduler)
+        return dataclasses.replace(self, seeds=self.seeds if seeds is None else seeds,
+                                   options={**self.options, **options})  # keeps num_samples, search, scheduler
 
     def space(self) -> dict[str, Any]:
         """Config fields given a distribution (field -> raylab.search.Dist); {} for a grid study."""
