@@ -9,7 +9,7 @@ plots (one line per variant) say little; these do:
     top_k(trials, space, k)             the k best samples as a markdown table
 
 `space` is study.json's: {field: {"kind": "loguniform", "args": [low, high]}}.
-Figures are matplotlib Figure objects, never pyplot's, as in analysis/plots.py.
+Figures are matplotlib Figure objects, never pyplot's, as in analysis/plots/.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from raylab.results import config_column
+
+from .plots.layout import handles_of, legend, new_figure, suptitle
 
 SAMPLE = re.compile(r"_n(\d+)$")  # Tune's sample number at the end of a sampled trial's id
 
@@ -43,7 +45,7 @@ def _finished(trials: pd.DataFrame) -> pd.DataFrame:
 def accuracy_vs_params(trials: pd.DataFrame, space: dict, study: str = "") -> Figure:
     fields = list(space)
     t = _finished(trials)
-    fig = Figure(figsize=(4.2 * len(fields), 3.6), layout="constrained")
+    fig = new_figure(4.2 * len(fields), 3.6)
     axes = fig.subplots(1, len(fields), squeeze=False)[0]
     for ax, field in zip(axes, fields):
         x = t[config_column(field)]
@@ -56,8 +58,9 @@ def accuracy_vs_params(trials: pd.DataFrame, space: dict, study: str = "") -> Fi
         ax.set_xlabel(field)
         ax.set_ylabel("val acc")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{study}: validation accuracy against each sampled field ({len(t)} trials)")
+    # Below the figure (plots/layout.py): a legend inside would cover points.
+    legend(fig, axes[0], True, *handles_of([axes[0]]))
+    suptitle(fig, f"{study}: validation accuracy against each sampled field ({len(t)} trials)")
     return fig
 
 
@@ -67,7 +70,7 @@ def param_scatter(trials: pd.DataFrame, space: dict, study: str = "") -> Figure 
         return None
     a, b = fields[:2]
     t = _finished(trials)
-    fig = Figure(figsize=(5.4, 4.2), layout="constrained")
+    fig = new_figure(5.4, 4.2)
     ax = fig.subplots()
     points = ax.scatter(t[config_column(a)], t[config_column(b)], c=t["best_val_acc"], cmap="viridis", s=40)
     fig.colorbar(points, ax=ax, label="best val acc")
@@ -75,13 +78,13 @@ def param_scatter(trials: pd.DataFrame, space: dict, study: str = "") -> Figure 
     if best is not None:
         ax.scatter([best[config_column(a)]], [best[config_column(b)]], s=160, facecolors="none",
                    edgecolors="red", label="best")
-        ax.legend(fontsize=8)
+        legend(fig, ax, True, *handles_of([ax]))
     for field, set_scale in ((a, ax.set_xscale), (b, ax.set_yscale)):
         if log_axis(field, space, t[config_column(field)]):
             set_scale("log")
     ax.set_xlabel(a)
     ax.set_ylabel(b)
-    ax.set_title(f"{study}: {a} x {b}, colour = best val acc")
+    suptitle(fig, f"{study}: {a} x {b}, colour = best val acc")
     return fig
 
 
@@ -94,15 +97,15 @@ def sample_order(trials: pd.DataFrame) -> pd.DataFrame:
 def best_so_far(trials: pd.DataFrame, study: str = "") -> Figure:
     t = sample_order(_finished(trials))
     k = range(1, len(t) + 1)
-    fig = Figure(figsize=(5.4, 3.6), layout="constrained")
+    fig = new_figure(5.4, 3.6)
     ax = fig.subplots()
     ax.plot(k, t["best_val_acc"].to_numpy(), "o", alpha=0.5, label="this trial")
     ax.step(k, t["best_val_acc"].cummax().to_numpy(), where="post", label="best so far")
     ax.set_xlabel("trials sampled")
     ax.set_ylabel("best val acc")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"{study}: best validation accuracy so far")
+    legend(fig, ax, True, *handles_of([ax]))
+    suptitle(fig, f"{study}: best validation accuracy so far")
     return fig
 
 
