@@ -134,6 +134,9 @@ def _study_section(study: Study, out: Path, colors: Mapping[str, str], refs: Ref
     if diffs:
         lines += ["Differences in best val acc (mean difference ± √(sa²+sb²) over seeds): "
                   + "; ".join(diffs) + ".", ""]
+    if study.meta.get("space"):  # a continuous search: the best samples and their values
+        from .search_plots import top_k
+        lines += ["Top trials of the search:", "", top_k(t, study.meta["space"]), ""]
     for name, caption in study_figures(study, out, colors, declared, prefix):
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     return lines, _headline(study, table, reported, course_epochs, link)

@@ -47,6 +47,17 @@ def study_figures(study: Study, out: Path, colors: Mapping[str, str],
     keep(plots.learning_curves(m, trials=t, study=study.name, colors=colors), "learning_curves",
          "Learning curves of every variant: loss and accuracy, training and validation "
          f"({plots.band_text(m)}).{_marks_note(m, t)}{_epoch0_note(m)}")
+    space = study.meta.get("space")
+    if space:  # a continuous search: each sample is a variant; plot against the sampled values instead
+        from . import search_plots as sp
+        keep(sp.accuracy_vs_params(t, space, study.name), "search_params",
+             "Best (dot) and final (x) validation accuracy against each sampled field.")
+        pair = sp.param_scatter(t, space, study.name)
+        if pair is not None:
+            keep(pair, "search_pair", "The first two sampled fields, coloured by best validation accuracy.")
+        keep(sp.best_so_far(t, study.name), "search_best_so_far",
+             "Best validation accuracy among the first k trials sampled.")
+        return made
     swept = [f for f in study.swept if config_column(f) in t.columns]
     # One swept field: a sweep. Several (e.g. "bn+lr=0.1" vs "lr=0.01") would put
     # different variants at one x, so named-variant studies get the curves only.

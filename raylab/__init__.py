@@ -14,6 +14,15 @@ def __getattr__(name: str):
     if name == "Claim":
         from raylab.claim import Claim
         return Claim
+    if name in ("loguniform", "uniform", "choice", "randint"):  # search-space distributions
+        from raylab import search
+        return getattr(search, name)
+    if name == "register_data":  # a data set built in Python: data="arrays:NAME"
+        from raylab.datasets import register_data
+        return register_data
+    if name == "model":  # @raylab.model("mynet"): a job file's own network
+        from raylab.registry import model
+        return model
     if name == "TrialConfig":
         from raylab.config import TrialConfig
         return TrialConfig

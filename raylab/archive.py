@@ -37,6 +37,12 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # a small PNG can claim gigapixels; CIFAR-style 
 
 # ---------------------------------------------------------- image folders
 
+def stat_key(p: Path) -> list:
+    """A file's cache fingerprint: (path, size, mtime_ns); any rewrite changes mtime_ns."""
+    st = p.stat()
+    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+
+
 def decode_folder(path: Path):
     """Read every image of a tree or archive, decode, and sort by (split, class, path)."""
     keys, chunks, converted = [], [], []  # (split, class, name) per image, decoded chunks, non-RGB names

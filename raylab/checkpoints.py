@@ -54,12 +54,22 @@ def restore(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimize
             generator: torch.Generator, device: torch.device) -> tuple[list[dict], int]:
     """Load `state` into the live objects; returns (history so far, first epoch to train)."""
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    load_optimizer_state(optimizer, state["optimizer"])
     generator.set_state(state["rng"]["data"])
     torch.set_rng_state(state["rng"]["torch"])
     if device.type == "cuda" and "cuda" in state["rng"]:
         torch.cuda.set_rng_state(state["rng"]["cuda"], device)
     return list(state["history"]), int(state["epoch"]) + 1
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Restore moments and step counts, but keep this config's hyperparameters: under PBT
+    the checkpoint is another trial's, and its momentum and weight decay are not ours
+    (lr is set every epoch from the config anyway)."""
+    keep = [{k: g[k] for k in ("weight_decay", "momentum", "betas") if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, values in zip(optimizer.param_groups, keep):
+        group.update(values)
 
 
 def check_resumable(state: dict, cfg: TrialConfig) -> None:
@@ -112,9 +122,12 @@ class TrialFile:
         if self.state is not None:
             check_resumable(self.state, cfg)  # e.g. left in the folder by a run of another model
 
-    def save(self, checkpoint) -> None:
-        """`checkpoint` is the builder train() hands to report(): nothing is built unless saved."""
-        save_checkpoint(checkpoint(), self.path)
+    def save(self, checkpoint) -> dict:
+        """`checkpoint` is the builder train() hands to report(): nothing is built unless saved.
+        Returns what it wrote (PBT hands it to Tune as well: sweep/pbt.py)."""
+        state = checkpoint()
+        save_checkpoint(state, self.path)
+        return state
 
     def replay(self) -> dict:
         """After a restore, the first report carries the checkpoint's history: the driver

@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="one model (default: all)")
     p.add_argument("--batchnorm", action="store_true")
     p.add_argument("--shortcut", default="A", choices=("A", "B"))
+    p.add_argument("--job", help="a job file: also list the models it declares with @raylab.model")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("report", help="write report.md (+ figures) for study folders")
@@ -163,7 +164,13 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1, 2 with a whole GPU)")
     g.add_argument("--workers", type=int, default=1, help="DDP workers per trial (default 1: no DDP)")
     g.add_argument("--max-concurrent", type=int, default=0, help="at most this many trials at once")
-    g.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="asha: stop weak trials early")
+    g.add_argument("--scheduler", choices=("fifo", "asha", "pbt"), default=None, help="asha: stop weak trials "
+                   "early; pbt: clone strong trials' weights, perturb lr/momentum/wd (default: the study's, else fifo)")
+    g.add_argument("--search", choices=("random", "optuna"), default=None,
+                   help="how a study's distributions are sampled (default: the study's, else random; optuna: TPE)")
+    g.add_argument("--num-samples", type=int, help="draws per variant-seed pair of a searched study (default: the study's)")
+    g.add_argument("--log", choices=("mlflow",), default="", help="also log to MLflow (TensorBoard files: always)")
+    g.add_argument("--mlflow-uri", help="MLflow tracking URI (default: an SQLite store in the study folder)")
     g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
     g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
     g.add_argument("--wait-for-nodes", type=float, default=600, metavar="SECONDS",
@@ -187,15 +194,24 @@ def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
             options[name] = getattr(args, name)
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    return select(study, args.only, args.skip).with_options(seeds=args.seeds, **options)
+    study = select(study, args.only, args.skip).with_options(seeds=args.seeds, **options)
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise ConfigError(f"--num-samples must be >= 1, got {args.num_samples}")
+        study = dataclasses.replace(study, num_samples=args.num_samples)
+    return study
 
 
-def sweep_options(args: argparse.Namespace) -> SweepOptions:
+def sweep_options(args: argparse.Namespace, study: Study | None = None) -> SweepOptions:
+    """A job file may declare its search and scheduler; the command line beats it."""
     return SweepOptions(storage=args.storage, address=args.address, gpus_per_trial=args.gpus_per_trial,
                         cpus_per_trial=args.cpus_per_trial, workers=args.workers,
-                        max_concurrent=args.max_concurrent, scheduler=args.scheduler,
+                        max_concurrent=args.max_concurrent,
+                        scheduler=args.scheduler or getattr(study, "scheduler", None) or "fifo",
+                        search=args.search or getattr(study, "search", None) or "random",
                         max_failures=args.max_failures, num_cpus=args.num_cpus,
-                        wait_for_nodes=args.wait_for_nodes, verbose=0 if args.quiet else 1).validate()
+                        wait_for_nodes=args.wait_for_nodes, verbose=0 if args.quiet else 1,
+                        log=args.log, mlflow_uri=args.mlflow_uri).validate()
 
 
 # ------------------------------------------------------------------ commands
@@ -212,11 +228,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(study: Study, args: argparse.Namespace) -> int:
-    opts = sweep_options(args)
+    opts = sweep_options(args, study)
     n = len(study.trials())  # validates every trial's config before Ray starts
     shared = len(study.variants) * len(study.seed_list) - n
     note = f" ({shared} repeat an identical config and share its trial)" if shared else ""
-    print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds "
+    space = study.space()
+    if space:  # a searched study: say what is sampled, and how
+        n *= study.num_samples
+        note += f" ({opts.search} search over {', '.join(f'{k}={d}' for k, d in space.items())})"
+    samples = f" x {study.num_samples} samples" if space else ""
+    print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds{samples} "
           f"= {n} trials{note}")
     from raylab.sweep.driver import run_study, study_dir
 
@@ -293,20 +314,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     for file in files:
         study = load_job(str(file))
         print(f"{study.name:<20} {len(study.variants):>8} {len(study.seed_list):>5} "
-              f"{len(study.trials()):>6}  {file}")
+              f"{len(study.trials()) * (study.num_samples if study.space() else 1):>6}  {file}")
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from raylab.models import MODELS, build_model
+    from raylab.registry import USER, describe_options
     from raylab.summary import format_summary, model_summary
 
-    names = [args.name] if args.name else list(MODELS)
-    for name in names:
-        if name not in MODELS:
-            raise UsageError(f"raylab models: unknown model '{name}': choose one of {', '.join(MODELS)}")
+    if args.job:  # runs the job file's top level, which registers its @raylab.model builders
+        load_job(args.job)
+    known = [*MODELS, *USER]
+    for name in [args.name] if args.name else known:
+        if name not in known:
+            raise UsageError(f"raylab models: unknown model '{name}': choose one of {', '.join(known)}"
+                             + ("" if args.job else " (a job file's own models: add --job FILE)"))
         model = build_model(name, batchnorm=args.batchnorm, shortcut=args.shortcut)
         print(format_summary(model_summary(model, name=name)))
+        if name in USER:
+            print(f"from {args.job}; model_options: {describe_options(USER[name])}")
         print()
     return 0
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from raylab.errors import ConfigError  # noqa: F401  (a kind of UserError; raised here, imported from here)
+from raylab.registry import BUILTIN as MODELS, USER, check_options, parse_options  # model names, no torch
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the report's normalisation
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
-MODELS = ("simplenn", "simplenn_dw", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")  # models.py registers each
 ACTIVATIONS = ("relu", "swish", "leaky_relu", "gelu", "tanh")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "step", "multistep", "cosine")
@@ -38,6 +38,7 @@ class TrialConfig:
     batchnorm: bool = False            # simplenn: BatchNorm after each conv
     activation: str = "relu"           # relu | swish | leaky_relu | gelu | tanh
     shortcut: str = "A"                # resnet: A = zero-padded identity, B = 1x1 projection
+    model_options: str = "{}"          # a job file's own model (raylab.registry): its options, as JSON
     # --- data
     data: str = "cifar10"              # cifar10 | folder:PATH | synthetic[:N]
     data_root: str = "data"            # where cifar10 lives and decoded caches go
@@ -88,6 +89,9 @@ class TrialConfig:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ConfigError(f"unknown config field '{raw_key}'{hint}")
+            if key == "model_options":  # a dict in a job file, kept as canonical JSON text
+                kwargs[key] = parse_options(value)
+                continue
             kwargs[key] = _coerce(key, value, hints[key])
         cfg = cls(**kwargs)
         cfg.validate()
@@ -101,7 +105,8 @@ class TrialConfig:
 
     # ------------------------------------------------------------- validation
     def validate(self) -> None:
-        _choice("model", self.model, MODELS)
+        _choice("model", self.model, (*MODELS, *USER))
+        check_options(self.model, self.model_options)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("shortcut", self.shortcut, SHORTCUTS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -129,9 +134,12 @@ class TrialConfig:
             raise ConfigError("schedule 'multistep' needs milestones, e.g. milestones=[100, 150]")
         if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"milestones must be increasing epochs >= 1, got {list(self.milestones)}")
-        if not (self.data in ("cifar10", "synthetic") or self.data.startswith(("folder:", "synthetic:"))):
+        from raylab.datasets import NAMES, is_source
+        if not (self.data in ("cifar10", "synthetic") or self.data.startswith(("folder:", "synthetic:"))
+                or is_source(self.data)):
             raise ConfigError(
-                f"data '{self.data}' is not a source: use cifar10, folder:PATH or synthetic[:N]"
+                f"data '{self.data}' is not a source: use cifar10, {', '.join(NAMES)}, folder:PATH, "
+                "arrays:NAME or synthetic[:N]"
             )
 
 
@@ -210,11 +218,14 @@ class SweepOptions:
     cpus_per_trial: float | None = None
     workers: int = 1                  # >1: each trial is a DDP job of this many workers
     max_concurrent: int = 0           # 0: as many as resources allow
-    scheduler: str = "fifo"           # fifo | asha
+    scheduler: str = "fifo"           # fifo | asha | pbt (raylab/sweep/pbt.py)
+    search: str = "random"            # random | optuna: how a study's distributions are sampled (raylab.search)
     max_failures: int = 2             # restarts of a crashed trial from its checkpoint
     num_cpus: int | None = None       # local Ray only: CPUs it may use
     wait_for_nodes: float = 600       # on a cluster: seconds to wait for the autoscaler to add a node
     verbose: int = 1                  # Tune's progress output: 0 silent, 1 table
+    log: str = ""                     # "mlflow": also log to MLflow (raylab/sweep/logs.py); TensorBoard always
+    mlflow_uri: str | None = None     # MLflow tracking URI (default: <study folder>/mlflow.db)
 
     def validate(self) -> "SweepOptions":
         for name, low in (("workers", 1), ("max_concurrent", 0), ("max_failures", 0), ("wait_for_nodes", 0)):

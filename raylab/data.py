@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raylab.archive import decode_folder, tree_files
+from raylab.archive import decode_folder, stat_key, tree_files
 from raylab.errors import DataError
 
 CACHE_VERSION = 1  # bump when decoding changes, so stale caches are not reused
@@ -76,7 +76,7 @@ def load_dataset(source: str, root: str | Path = "data", *, download: bool = Tru
         return _synthetic(source, n)
     if kind == "cifar10" and not sep:
         folder = _cifar10_folder(root, download)
-        fingerprint = [_stat_key(p) for p in sorted(folder.iterdir()) if p.is_file()]
+        fingerprint = [stat_key(p) for p in sorted(folder.iterdir()) if p.is_file()]
         return _cached(source, root, "cifar10", fingerprint, lambda: _decode_cifar10(root))
     if kind == "folder" and arg:
         path = Path(arg).expanduser().resolve()
@@ -84,13 +84,17 @@ def load_dataset(source: str, root: str | Path = "data", *, download: bool = Tru
             raise DataError(f"folder source {path} does not exist: give an image-folder tree or a .tar/.tar.gz/.zip of one")
         if path.is_dir():
             # Key on every file's (path, size, mtime_ns): one stat per image, ~0.1 s for 60k.
-            fingerprint = [_stat_key(p) for p in tree_files(path)]
+            fingerprint = [stat_key(p) for p in tree_files(path)]
         else:
             # Key on (path, size, mtime_ns), not a content hash: hashing grows with the
             # archive (ImageNet-size: minutes), while any rewrite of the file changes mtime_ns.
-            fingerprint = [_stat_key(path)]
+            fingerprint = [stat_key(path)]
         return _cached(source, root, path.name, fingerprint, lambda: decode_folder(path))
-    raise DataError(f"unknown data source '{source}': use cifar10, folder:PATH or synthetic[:N]")
+    from raylab import datasets  # cifar100, svhn, mnist, fashionmnist, arrays:NAME
+    if datasets.is_source(source):
+        return _cached(source, root, *datasets.locate(source, root, download))
+    raise DataError(f"unknown data source '{source}': use cifar10, {', '.join(datasets.NAMES)}, "
+                    "folder:PATH, arrays:NAME or synthetic[:N]")
 
 
 def _cifar10_folder(root: Path, download: bool) -> Path:
@@ -182,11 +186,6 @@ def _synthetic(source: str, n: int) -> Dataset:
 
 
 # ---------------------------------------------------------------- cache
-
-def _stat_key(p: Path) -> list:
-    st = p.stat()
-    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
-
 
 def _cached(source: str, root: Path, label: str, fingerprint: list, decode) -> Dataset:
     """Load <root>/cache/<label>-<key>/ or decode under a file lock and write it atomically."""

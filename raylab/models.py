@@ -61,6 +61,7 @@ import torch.nn.functional as F
 
 from raylab import config
 from raylab.summary import model_summary
+from raylab.registry import USER
 
 SHORTCUTS = config.SHORTCUTS
 
@@ -262,15 +263,18 @@ def simplenn_dw(*, shortcut: str = "A", **kw) -> SimpleNN:
 
 
 # ----------------------------------------------------------------------------
-# Registry: the only way a name becomes a model (config.py validates against it)
+# Registry: built-in names (raylab.registry.BUILTIN) and a job file's own (registry.USER)
 
 MODELS: dict[str, Callable[..., nn.Module]] = {name: globals()[name] for name in config.MODELS}
 
 
-def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3,
-                batchnorm: bool = False, activation: str = "relu",
-                shortcut: str = "A") -> nn.Module:
-    """The model registered as `name`; ValueError naming the choices for any unknown option."""
+def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3, batchnorm: bool = False,
+                activation: str = "relu", shortcut: str = "A", options: dict | None = None) -> nn.Module:
+    """The model registered as `name` (a job file's own gets `options`: raylab.registry);
+    ValueError naming the choices for any unknown option."""
+    if name in USER:
+        return USER[name].build(options or {}, num_classes=num_classes, in_channels=in_channels,
+                                batchnorm=batchnorm, activation=activation, shortcut=shortcut)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if activation not in ACTIVATIONS:

@@ -44,6 +44,17 @@ def variant_name(overrides: dict[str, Any]) -> str:
     return "+".join(parts) or "baseline"
 
 
+def sampled_name(base_variant: str, sampled: dict[str, Any]) -> str:
+    """A sampled trial's variant, `lr=0.0123+wd=3.1e-05` (3 significant digits), after the grid
+    variant's own name unless that is `baseline` (raylab.search: the values are drawn per trial)."""
+    parts = [] if base_variant == "baseline" else [base_variant]
+    for key in sorted(sampled):
+        alias, value = ALIASES.get(key, key), sampled[key]
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{alias}={text}" if alias else text)
+    return "".join(c if c.isalnum() or c in "._-+=," else "_" for c in "+".join(parts))
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
@@ -106,6 +117,9 @@ class Study:
     reported: dict[str, float] = field(default_factory=dict)  # variant -> the report's best val acc
     reported_epochs: int | None = None                     # epochs behind those numbers
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b) drawn side by side: b - a
+    num_samples: int = 1  # draws per variant-seed pair where a config value is a distribution (raylab.search)
+    search: str | None = None     # random | optuna; --search beats it (default random)
+    scheduler: str | None = None  # fifo | asha | pbt; --scheduler beats it (default fifo)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -118,6 +132,11 @@ class Study:
         if not self.variants:
             raise ConfigError(f"study {self.name} has no variants")
         self.claims = [c if c.configs else self._resolve(c) for c in self.claims]
+        for name, allowed in (("search", ("random", "optuna")), ("scheduler", ("fifo", "asha", "pbt"))):
+            if getattr(self, name) not in (None, *allowed):
+                raise ConfigError(f"study {self.name}: {name} '{getattr(self, name)}' is not one of: {', '.join(allowed)}")
+        if not isinstance(self.num_samples, int) or isinstance(self.num_samples, bool) or self.num_samples < 1:
+            raise ConfigError(f"study {self.name}: num_samples must be an integer >= 1, got {self.num_samples!r}")
 
     @property
     def seed_list(self) -> list[int]:
@@ -126,26 +145,41 @@ class Study:
     def with_options(self, *, seeds: int | None = None, **options: Any) -> "Study":
         """A copy with run options forced on every trial (--epochs, --data, --seeds ...)."""
         return dataclasses.replace(self, seeds=self.seeds if seeds is None else seeds,
-                                   options={**self.options, **options})
+                                   options={**self.options, **options})  # keeps num_samples, search, scheduler
+
+    def space(self) -> dict[str, Any]:
+        """Config fields given a distribution (field -> raylab.search.Dist); {} for a grid study."""
+        from raylab.search import split
+        return {k: d for v in self.variants for k, d in split({**self.base, **v.overrides, **self.options})[1].items()}
 
     def trials(self) -> list[Trial]:
-        """Every variant-seed pair, validated now so a typo fails before Ray starts."""
+        """Every variant-seed pair, validated now so a typo fails before Ray starts.
+
+        A searched field keeps its default here; raylab.search samples it per trial."""
+        from raylab.search import check_space, split
+
         out = []
         for v in self.variants:
             for seed in self.seed_list:
                 try:
-                    cfg = TrialConfig.from_dict({**self.base, **v.overrides, **self.options, "seed": seed})
+                    fixed, space = split({**self.base, **v.overrides, **self.options, "seed": seed})
+                    cfg = TrialConfig.from_dict(fixed)
+                    check_space(fixed, space)
                 except ConfigError as exc:
                     raise ConfigError(f"study {self.name}, variant '{v.name}': {exc}") from None
                 out.append(Trial(v.study or self.name, v.name, seed, cfg, combined=bool(v.study)))
         return _merge_identical(out) if any(v.study for v in self.variants) else out
 
     def swept(self) -> list[str]:
-        """Config fields whose value differs between variants (the sweep axes)."""
+        """Config fields whose value differs between variants or is sampled (the sweep axes)."""
+        from raylab.search import split
+
         keys = sorted({k for v in self.variants for k in v.overrides})
-        base = TrialConfig.from_dict(self.base).to_dict()
-        return [k for k in keys if k not in self.options
-                and len({json.dumps(v.overrides.get(k, base[k])) for v in self.variants}) > 1]
+        base = TrialConfig.from_dict(split(self.base)[0]).to_dict()
+        space = self.space()
+        grid = [k for k in keys if k not in self.options and k not in space
+                and len({json.dumps(v.overrides.get(k, base[k]), default=str) for v in self.variants}) > 1]
+        return grid + sorted(space)
 
     def describe(self) -> dict[str, Any]:
         """What study.json records; a combined study also lists its parts, in job order."""
@@ -160,6 +194,10 @@ class Study:
         out["reported"] = [{"study": st, "variant": v, "value": val, "epochs": ep, "config": cfg}
                            for st, v, val, ep, cfg in self.reported_values()]
         out["pairs"] = [{"study": st, "a": a, "b": b} for st, a, b in self.pair_list()]
+        space = self.space()
+        if space:  # what was searched, and how: raylab report reads it for the search plots
+            out["space"] = {k: {"kind": d.kind, "args": list(d.args)} for k, d in space.items()}
+            out["num_samples"] = self.num_samples
         parts = list(dict.fromkeys(v.study for v in self.variants if v.study))
         if parts:
             out["studies"] = [{"name": p, "variants": [v.name for v in self.variants if v.study == p],

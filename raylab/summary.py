@@ -16,6 +16,7 @@ class ModelSummary:
     params: list[tuple[str, tuple[int, ...]]]  # (parameter name, shape), in registration order
     n_params: int                              # trainable and frozen parameters (not BN buffers)
     macs: int                                  # multiply-accumulates per image, conv + linear only
+    output: object = None                      # what the model returned for one zero image (checked for logits)
 
 
 def model_summary(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
@@ -43,7 +44,7 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
     try:
         model.eval()
         with torch.no_grad():
-            model(x)
+            out = model(x)
     finally:
         for h in hooks:
             h.remove()
@@ -51,7 +52,7 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32),
             m.training = mode
     params = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
     return ModelSummary(name=name or type(model).__name__, params=params,
-                        n_params=sum(p.numel() for p in model.parameters()), macs=macs)
+                        n_params=sum(p.numel() for p in model.parameters()), macs=macs, output=out)
 
 
 def format_summary(s: ModelSummary) -> str:

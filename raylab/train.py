@@ -14,6 +14,7 @@ sums, so every rank reports the same numbers.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -30,7 +31,9 @@ from raylab import checkpoints
 from raylab.batches import eval_batches, train_batches
 from raylab.config import ConfigError, TrialConfig
 from raylab.data import Dataset, holdout_split, load_dataset
+from raylab.datasets import with_stats
 from raylab.models import build_model
+from raylab.registry import check_logits
 from raylab.results import best_and_final, epoch_row
 from raylab.schedule import lr_at
 from raylab.summary import model_summary
@@ -87,6 +90,7 @@ def train(
     device = _device(cfg)
     _set_threads(cfg, device)
     data = data if data is not None else load_dataset(cfg.data, cfg.data_root, download=cfg.download)
+    cfg = with_stats(cfg, data)  # MNIST, SVHN ...: their own normalisation unless the config sets one
     split = _split(cfg, data, device)
     # Every rank must draw the same permutation, so the data generator is seeded
     # from the config alone; each rank then keeps its own slice of it.
@@ -149,9 +153,11 @@ def _split(cfg: TrialConfig, data: Dataset, device: torch.device) -> tuple[torch
 
 
 def _model(cfg: TrialConfig, data: Dataset, device: torch.device):
-    model = build_model(cfg.model, num_classes=len(data.classes), batchnorm=cfg.batchnorm,
-                        activation=cfg.activation, shortcut=cfg.shortcut)
+    model = build_model(cfg.model, num_classes=len(data.classes), in_channels=int(data.train_x.shape[1]),
+                        batchnorm=cfg.batchnorm, activation=cfg.activation, shortcut=cfg.shortcut,
+                        options=json.loads(cfg.model_options))
     summary = model_summary(model, tuple(data.train_x.shape[1:]), name=cfg.model)
+    check_logits(summary.output, len(data.classes), cfg.model)  # a job file's model may return anything
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -12,6 +12,7 @@ from ray.tune import Callback
 
 from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StudyWriter, epoch_record, running_best,
                             trial_record, weight_records)
+from raylab.search import resolve_spec
 
 
 class ParquetCallback(Callback):
@@ -47,7 +48,7 @@ class ParquetCallback(Callback):
         return None
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        config = trial.config["spec"]["trial"]
+        config = _spec(trial)["trial"]
         for meta in _metas(trial):
             row = self.writer.trials.get(meta["trial_id"])
             restarts = 0 if row is None else _int(row.get("restarts")) + 1
@@ -55,7 +56,9 @@ class ParquetCallback(Callback):
         self._flush(force=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        config = trial.config["spec"]["trial"]
+        # PBT may have changed the trial's config since this epoch ran (Tune calls the scheduler
+        # first); the trial reports the values it trained with (sweep/trainable.py).
+        config = {**_spec(trial)["trial"], **(result.get("trained_with") or {})}
         final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
         for meta in _metas(trial):
             history = result.get("history") or []
@@ -87,7 +90,7 @@ class ParquetCallback(Callback):
             pass
         last = error.strip().splitlines()[-1][:500] if error.strip() else error
         for meta in _metas(trial):
-            self.writer.set_trial(trial_record(meta, trial.config["spec"]["trial"], status="failed", error=last))
+            self.writer.set_trial(trial_record(meta, _spec(trial)["trial"], status="failed", error=last))
         self._flush(force=True)
 
     def on_experiment_end(self, trials, **info) -> None:
@@ -120,6 +123,11 @@ def _so_far(previous: dict | None, rows: list[dict]) -> dict:
     return {k: row[k] for k in SUMMARY_COLUMNS}
 
 
+def _spec(trial) -> dict:
+    """The trial's spec with a sampled trial's values, id and variant merged in (raylab.search)."""
+    return resolve_spec(trial.config, str(trial))
+
+
 def _metas(trial) -> list[dict]:
-    spec = trial.config["spec"]
+    spec = _spec(trial)
     return [spec["meta"], *spec.get("aliases", [])]

@@ -21,6 +21,7 @@ from raylab.errors import ClusterError, LockError
 from raylab.storage import absolute, exists, join, read_json, write_json
 from raylab.study import Study
 from raylab.study_lock import lock_folder
+from raylab.sweep import code, searcher
 from raylab.sweep.callback import ParquetCallback
 from raylab.sweep.node_wait import sized_cluster
 from raylab.sweep.resources import DDP_DRIVER_CPU, default_resources
@@ -45,16 +46,24 @@ def run_study(study: Study, opts: SweepOptions):
 
     cluster = sized_cluster([t.config for t in trials], opts)
     specs = [_spec(t, opts, cluster, root) for t in trials]
+    space = study.space()
+    algo = searcher.search_alg(opts.search, space, len(specs), seed=trials[0].config.seed)
+    # Made before anything is written: a search or scheduler that cannot run is refused first.
+    tune_config = _tune_config(opts, max(t.config.epochs for t in trials), search_alg=algo,
+                               num_samples=study.num_samples if space else 1, space=space)
+    run_config = _run_config(root, opts, space, study.name)
     lock = lock_folder(root)  # before anything is written: a second driver must not touch the folder
     try:
         _refuse_existing_sweep(root)  # again: a driver that started with us may have finished first
         sources = data_sources([t.config for t in trials])
+        refs = put_shared_data(sources)
+        code.check_user_models(trials, refs)  # a job file's model that returns no logits: refused first
         write_json(join(root, STUDY_JSON), {**study.describe(), "options": asdict(opts), "data_sources": sources})
         tuner = tune.Tuner(
-            _trainable(sources),
-            param_space={"spec": tune.grid_search(specs)},
-            tune_config=_tune_config(opts, max(t.config.epochs for t in trials)),
-            run_config=_run_config(root, opts),
+            _trainable(sources, refs),
+            param_space=searcher.param_space(specs, space),
+            tune_config=tune_config,
+            run_config=run_config,
         )
         return tuner.fit()
     finally:
@@ -93,11 +102,14 @@ def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
     res = default_resources(trial.config, opts, cluster)
     metas = trial.metas()
     return {"meta": metas[0], "aliases": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
+            "root": root,  # a sampled trial's checkpoint path is made from its name there (search.resolve_spec)
+            "pbt": opts.scheduler == "pbt",  # report checkpoints to Tune for PBT to clone (sweep/pbt.py)
+            "code": code.pack({trial.config.model}),  # a job file's model, by value (sweep/code.py)
             "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp"),
             "checkpoint": checkpoint_path(root, metas[0]["trial_id"])}
 
 
-def _trainable(sources: list[dict]):
+def _trainable(sources: list[dict], refs: dict | None = None):
     """run_trial with the shared data bound (put in the object store once) and per-trial resources."""
     from ray import tune
 
@@ -107,43 +119,62 @@ def _trainable(sources: list[dict]):
             return tune.PlacementGroupFactory([{"CPU": DDP_DRIVER_CPU}])
         return {"cpu": spec["cpu"], "gpu": spec["gpu"]}
 
-    return tune.with_resources(tune.with_parameters(raylab_trial, data_refs=put_shared_data(sources)), resources)
+    refs = put_shared_data(sources) if refs is None else refs
+    return tune.with_resources(tune.with_parameters(raylab_trial, data_refs=refs), resources)
 
 
-def _tune_config(opts: SweepOptions, max_epochs: int):
+def _tune_config(opts: SweepOptions, max_epochs: int, search_alg=None, num_samples: int = 1,
+                 space: dict | None = None):
     from ray import tune
     # reuse_actors: the next trial runs in the finished one's worker process, which
     # has torch imported already (a fresh worker spends ~8 s starting up on this CPU).
     common = dict(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=True,
-                  trial_name_creator=trial_name, trial_dirname_creator=trial_name)
+                  trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                  search_alg=search_alg, num_samples=num_samples)
+    if search_alg is not None:  # the searcher learns from val_acc; a scheduler below says the same
+        common.update(metric="val_acc", mode="max")
+    if opts.scheduler == "pbt":
+        from raylab.sweep import pbt
+        if search_alg is not None or opts.workers > 1:
+            raise ConfigError("--scheduler pbt runs with --search random and --workers 1: PBT picks its own "
+                              "configs, and clones single-process checkpoints")
+        return tune.TuneConfig(**{**common, "metric": "val_acc", "mode": "max"}, scheduler=pbt.scheduler(space or {}))
     if opts.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
         # Rungs by epoch, not by Tune's iteration count, which starts over when a trial
         # restarts from its checkpoint: after epochs 2, 6, 18, ... keep the best third by
         # val acc; max_t past the last epoch so no trial is cut for length alone.
         asha = ASHAScheduler(time_attr="epoch", grace_period=2, reduction_factor=3, max_t=max_epochs + 1)
-        return tune.TuneConfig(metric="val_acc", mode="max", scheduler=asha, **common)
+        return tune.TuneConfig(**{**common, "metric": "val_acc", "mode": "max"}, scheduler=asha)
     return tune.TuneConfig(**common)
 
 
 def trial_name(trial) -> str:
     """A trial's name and folder: its trial_id (Tune pickles this function by name)."""
+    if trial.config.get("sampled"):
+        return searcher.trial_name(trial)
     return trial.config["spec"]["meta"]["trial_id"]
 
 
-def _run_config(root: str, opts: SweepOptions):
+def _run_config(root: str, opts: SweepOptions, space: dict | None = None, study: str = ""):
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback  # result.json per trial, for Tune's own analysis
+
+    from raylab.sweep.logs import EpochTensorBoard, mlflow_callback  # tensorboard --logdir <study>/
     # A table of variant and epoch metrics; the config of every trial is in the Parquet files.
     reporter = tune.CLIReporter(
-        parameter_columns={"spec/meta/variant": "variant", "spec/trial/seed": "seed"},
+        parameter_columns={"spec/meta/variant": "variant", "spec/trial/seed": "seed",
+                           **{f"sampled/{k}": k for k in space or {}}},
         metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_loss": "val loss",
                         "val_acc": "val acc", "images_per_second": "img/s"},
         max_report_frequency=15, sort_by_metric=False)
     return tune.RunConfig(
         name=TUNE_DIR, storage_path=root, verbose=opts.verbose, progress_reporter=reporter,
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        callbacks=[ParquetCallback(root), JsonLoggerCallback()],
+        # PBT clones the checkpoints trials report to Tune; a few recent ones are all it reads.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=4) if opts.scheduler == "pbt" else None,
+        callbacks=[ParquetCallback(root), JsonLoggerCallback(), EpochTensorBoard(),
+                   *([mlflow_callback(root, study, opts.mlflow_uri)] if opts.log == "mlflow" else [])],
     )
 
 

@@ -14,8 +14,15 @@ from raylab.sweep.shared_data import trial_dataset
 
 
 def raylab_trial(config: dict, data_refs: dict | None = None) -> None:
-    """What Tune calls: the spec is under one key so Tune's grid search sees one axis."""
-    run_trial(config["spec"], data_refs)
+    """What Tune calls: the spec is under one key so Tune's grid search sees one axis;
+    a sampled trial's values come under `sampled` and are merged in by resolve_spec."""
+    from ray import tune
+
+    from raylab.search import resolve_spec
+    from raylab.sweep.code import install
+
+    install(config["spec"].get("code"))  # a job file's model, shipped by value: the worker cannot import it
+    run_trial(resolve_spec(config, tune.get_context().get_trial_name()), data_refs)
 
 
 def run_trial(spec: dict, data_refs: dict | None = None) -> None:
@@ -29,30 +36,43 @@ def run_trial(spec: dict, data_refs: dict | None = None) -> None:
     data_ref = (data_refs or {}).get(data_key(cfg))
     if spec["workers"] > 1:
         return _run_ddp_trial(spec, data_ref)
-    _train_and_report(cfg, spec["checkpoint"], data_ref, tune.report, rank=0)
+    pbt_id = spec["meta"]["trial_id"] if spec.get("pbt") else None
+    _train_and_report(cfg, spec["checkpoint"], data_ref, tune.report, rank=0, pbt_id=pbt_id)
 
 
-def _train_and_report(cfg: TrialConfig, path: str, data_ref, send, rank: int) -> None:
+def _train_and_report(cfg: TrialConfig, path: str, data_ref, send, rank: int, pbt_id: str | None = None) -> None:
     """The one trial body, for a plain trial (send = tune.report, rank 0) and for each
-    DDP worker (send = ray.train.report): resume from `path`, write it every epoch."""
-    from raylab.checkpoints import TrialFile
+    DDP worker (send = ray.train.report): resume from `path`, write it every epoch.
+    Under PBT (`pbt_id`: this trial's id) each report also hands Tune the checkpoint,
+    and the trial may start from another trial's (sweep/pbt.py)."""
+    from raylab.checkpoints import TrialFile, check_resumable
     from raylab.train import train
 
     ckpt = TrialFile(path, cfg)
-    replay = ckpt.replay()
+    state, cloned, extra = ckpt.state, False, {}
+    if pbt_id:
+        from raylab.sweep import pbt
+        state, cloned = pbt.start_state(state, pbt_id)
+        if cloned:
+            check_resumable(state, cfg)
+        extra = pbt.trained_with(cfg)  # the config may change mid-run: each report says what it trained with
+    # A clone's history is the donor's: this trial's own rows for those epochs stay as written.
+    replay = {} if cloned else ckpt.replay()
 
     def report(row: dict, checkpoint) -> None:
         # Checkpoint first: a kill between the two leaves an epoch the driver has not
         # seen, and the next start replays it from the checkpoint's history.
-        if rank == 0:
-            ckpt.save(checkpoint)
+        written = ckpt.save(checkpoint) if rank == 0 else None
         if row["epoch"] == cfg.epochs:
             return  # goes out with the summary: a scheduler stopping the trial here must not lose it
-        send({**row, **replay})  # under DDP every rank calls it: Train's report is collective
+        if pbt_id:
+            pbt.report({**row, **replay, **extra}, written, pbt_id)
+        else:
+            send({**row, **replay})  # under DDP every rank calls it: Train's report is collective
         replay.clear()
 
-    outcome = train(cfg, trial_dataset(cfg, data_ref), report, resume=ckpt.state)
-    send({**_final_result(outcome), **replay})
+    outcome = train(cfg, trial_dataset(cfg, data_ref), report, resume=state)
+    send({**_final_result(outcome), **replay, **extra})
 
 
 def _final_result(outcome) -> dict:
@@ -75,7 +95,8 @@ def _run_ddp_trial(spec: dict, data_ref) -> None:
     use_gpu = spec["gpu"] >= 1
     trainer = TorchTrainer(
         _ddp_worker,
-        train_loop_config={"trial": spec["trial"], "data_ref": data_ref, "checkpoint": spec["checkpoint"]},
+        train_loop_config={"trial": spec["trial"], "data_ref": data_ref, "checkpoint": spec["checkpoint"],
+                           "code": spec.get("code")},
         scaling_config=ray.train.ScalingConfig(
             num_workers=int(spec["workers"]), use_gpu=use_gpu,
             resources_per_worker={"CPU": spec["cpu"], **({"GPU": 1} if use_gpu else {})}),
@@ -90,6 +111,9 @@ def _run_ddp_trial(spec: dict, data_ref) -> None:
 def _ddp_worker(loop_config: dict) -> None:
     import ray.train
 
+    from raylab.sweep.code import install
+
+    install(loop_config.get("code"))  # a job file's model: registered before the config is read
     cfg = TrialConfig.from_dict(loop_config["trial"])
     rank = ray.train.get_context().get_world_rank()
     _train_and_report(cfg, loop_config["checkpoint"], loop_config["data_ref"], ray.train.report, rank)

@@ -1,0 +1,64 @@
+"""Logs people already watch, next to the Parquet tables: TensorBoard event files per trial.
+
+`tensorboard --logdir results/<study>/` finds one run per trial under
+tune/<trial name>/, with train/val loss and accuracy, lr and images/s by
+epoch, and a searched trial's sampled values as hparams. This is Ray Tune's
+own TensorBoardX logger; the only change is the step, which is the epoch
+rather than Tune's iteration count (that starts over when a trial restarts
+from its checkpoint, which would fold a resumed curve back onto itself).
+"""
+from __future__ import annotations
+
+from ray.tune.logger import TBXLoggerCallback
+
+from raylab.errors import ConfigError
+from raylab.search import resolve_spec
+
+SKIP = ("history", "weights", "final", "restarts")  # lists of dicts and bookkeeping, not curves
+
+
+class EpochTensorBoard(TBXLoggerCallback):
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if "epoch" not in result:
+            return
+        scalars = {k: v for k, v in result.items() if k not in SKIP}
+        # Epoch 0 (the untrained net) is step 0: Tune uses training_iteration as the step.
+        super().log_trial_result(iteration, trial, {**scalars, "timesteps_total": None,
+                                                    "training_iteration": int(result["epoch"])})
+
+
+def mlflow_callback(root: str, study: str, tracking_uri: str | None = None):
+    """`--log mlflow`: one MLflow run per trial in experiment `study`, its config as params and
+    its epochs as metrics (step = epoch). Default store: <study folder>/mlflow.db (SQLite:
+    MLflow 3 refuses its old file store), which `mlflow ui --backend-store-uri
+    sqlite:///<study>/mlflow.db` opens."""
+    try:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+        import mlflow  # noqa: F401  (Ray's callback imports it lazily, and fails late)
+    except ImportError:
+        raise ConfigError("--log mlflow needs mlflow: pip install 'raylab[mlflow]'") from None
+
+    class RaylabMLflow(MLflowLoggerCallback):
+        def log_trial_start(self, trial) -> None:
+            if trial in self._trial_runs:
+                return
+            spec = resolve_spec(trial.config, str(trial))
+            run = self.mlflow_util.start_run(run_name=str(trial), tags={
+                "trial_name": str(trial), "variant": spec["meta"]["variant"], "study": spec["meta"]["study"]})
+            self._trial_runs[trial] = run.info.run_id
+            # The trial's own config, not Tune's (which holds the pickled model and paths).
+            self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=spec["trial"])
+
+        def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+            if "epoch" not in result:
+                return
+            if trial not in self._trial_runs:
+                self.log_trial_start(trial)
+            metrics = {k: v for k, v in result.items() if k not in SKIP and isinstance(v, (int, float))}
+            self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics,
+                                         step=int(result["epoch"]))
+
+    uri = tracking_uri or ("sqlite:///" + root.rstrip("/") + "/mlflow.db" if "://" not in root else None)
+    if uri is None:
+        raise ConfigError("--log mlflow with a remote --storage needs --mlflow-uri (a tracking server)")
+    return RaylabMLflow(tracking_uri=uri, experiment_name=study)
