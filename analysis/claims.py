@@ -35,7 +35,7 @@ from .load import Study
 
 DONE = ("completed", "diverged")  # a diverged trial keeps its epochs: its best val acc is a sample
 # Config fields newer than some result files, with the value every trial had before the field existed.
-ADDED_FIELDS = {"pad": "zero", "vflip": False}
+ADDED_FIELDS = {"pad": "zero", "vflip": False, "model_options": "{}"}
 
 
 @dataclass
