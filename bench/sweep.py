@@ -260,8 +260,8 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
         finally:
             phases["data_load_and_put_seconds"] = time.perf_counter() - t
 
-    def run_config_with_timeline(root, o):
-        rc = orig_run_config(root, o)
+    def run_config_with_timeline(root, o, *args):
+        rc = orig_run_config(root, o, *args)
         rc.callbacks = [*(rc.callbacks or []), timeline.make_callback()]
         return rc
 
