@@ -56,8 +56,11 @@ def _train_and_report(cfg: TrialConfig, path: str, data_ref, send, rank: int, pb
         if cloned:
             check_resumable(state, cfg)
         extra = pbt.trained_with(cfg)  # the config may change mid-run: each report says what it trained with
-    # A clone's history is the donor's: this trial's own rows for those epochs stay as written.
-    replay = {} if cloned else ckpt.replay()
+    # No replay under PBT: a clone's history is the donor's, and PBT may have changed this
+    # trial's config since its own epochs ran, so a replay would rewrite their rows with
+    # today's config (the Parquet callback keeps the last row of an epoch). Their rows were
+    # written when they ran; only a driver killed in between loses one.
+    replay = {} if pbt_id else ckpt.replay()
 
     def report(row: dict, checkpoint) -> None:
         # Checkpoint first: a kill between the two leaves an epoch the driver has not
