@@ -277,6 +277,7 @@ def _remove_empty_dirs(root: str) -> None:
     if "://" in root:
         return
     for folder in [part_dir(root, t) for t in T.REQUIRED] + [S.join(root, "parts")]:
+        S.remove_stale_temps(folder)  # parts have unique names: no later write of one sweeps its temp
         try:
             os.rmdir(folder)
         except OSError:

@@ -72,17 +72,22 @@ def write_bytes(data, path: str) -> None:
 
 
 def _remove_stale_temps(path: str) -> None:
-    """Temp files of writers that were killed mid-write: readers never open them, but tidy up."""
     folder, name = os.path.split(path)
+    remove_stale_temps(folder, prefix=f"{name}.tmp-")
+
+
+def remove_stale_temps(folder: str, prefix: str = "") -> None:
+    """Temp files (NAME.tmp-PID-RANDOM) of writers killed mid-write: readers never open
+    them, but tidy up; a temp whose writer is alive is a write in flight and stays."""
     try:
         entries = os.listdir(folder)
     except OSError:
         return
     for entry in entries:
-        if not entry.startswith(f"{name}.tmp-"):
+        if not entry.startswith(prefix) or ".tmp-" not in entry:
             continue
         try:
-            pid = int(entry.split("-")[1])
+            pid = int(entry.rsplit(".tmp-", 1)[1].split("-")[0])
             os.kill(pid, 0)  # still alive: its write is in flight
         except ProcessLookupError:
             try:
