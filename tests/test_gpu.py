@@ -11,6 +11,7 @@ SGD steps at lr 0.01 the two trajectories drift apart a little more, hence 5%.
 A wrong device path (unnormalised input, wrong memory layout read as NCHW,
 weights not updated) moves the loss by far more than that.
 """
+import dataclasses
 import math
 import os
 
@@ -82,7 +83,7 @@ def test_resume_on_cuda_equals_the_uninterrupted_run():
     torch.backends.cudnn.deterministic = True  # the same conv algorithms in both runs
     try:
         whole = train(cfg, data)
-        train(cfg.replace(epochs=1), data, report=lambda row, build: saved.update(ckpt=build()))
+        train(dataclasses.replace(cfg, epochs=1), data, report=lambda row, build: saved.update(ckpt=build()))
         resumed = train(cfg, data, resume=saved["ckpt"])
     finally:
         torch.backends.cudnn.deterministic = before
@@ -97,7 +98,7 @@ def test_checkpoint_written_on_gpu_resumes_on_cpu(tmp_path):
     train(cfg, data, report=lambda row, build: save_checkpoint(build(), path))
     ckpt = load_checkpoint(path)
     assert all(t.device.type == "cpu" for t in ckpt["model"].values())
-    out = train(cfg.replace(device="cpu", epochs=2), data, resume=ckpt)
+    out = train(dataclasses.replace(cfg, device="cpu", epochs=2), data, resume=ckpt)
     assert [r["epoch"] for r in out.history] == [0, 1, 2]
     assert _losses(out.history)[:2] == _losses(ckpt["history"])
     assert math.isfinite(out.history[2]["train_loss"]) and out.history[2]["train_loss"] < out.history[0]["train_loss"]
