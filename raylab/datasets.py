@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import io
 import pickle
 from pathlib import Path
 

@@ -68,7 +68,7 @@ def draw_curves(ax: Axes, metrics: pd.DataFrame, metric: str, colors: Mapping[st
         ax.plot(g["epoch"], g["mean"], color=colors[key], lw=1.8, label=label)
         if seeds[key] > 1:
             ax.fill_between(g["epoch"], g["min"], g["max"], color=colors[key], alpha=0.2, lw=0)
-    _mark(ax, df, diverged, f"diverged: ", dict(marker=DIVERGED_MARKER, color=DIVERGED_COLOR,
+    _mark(ax, df, diverged, "diverged: ", dict(marker=DIVERGED_MARKER, color=DIVERGED_COLOR,
                                                 ms=9, mew=2))
     _mark(ax, df, flat, f"{DID_NOT_LEARN} (ended at chance): ",
           dict(marker=DID_NOT_LEARN_MARKER, mfc="none", mec=DID_NOT_LEARN_COLOR, ms=11, mew=1.5))

@@ -12,7 +12,6 @@ legend over the data.
 """
 from __future__ import annotations
 
-import math
 import os
 import textwrap
 from pathlib import Path
