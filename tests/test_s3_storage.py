@@ -4,7 +4,6 @@ sweep on local Ray writing there, `raylab status`/`report` reading it back,
 and the lease that keeps a second driver off an S3 study."""
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,39 +21,22 @@ from raylab.study_lock import LEASE, StorageLease, read_lease
 from raylab.sweep.driver import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from results_scale import start_s3  # noqa: E402
+
 BUCKET = "raylab-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def s3_env():
-    server = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
-    if server is None:
-        pytest.fail("moto_server not found: `pip install -e '.[dev]'` installs moto[server]")
-    port = _free_port()
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """bench/results_scale.py's moto server (free 127.0.0.1 port, bucket made), here as env vars."""
+    proc, env = start_s3(BUCKET)
     # RAY_ADDRESS=local: a local Ray of our own, never the latest `ray start` cluster on this machine
     # (ray.init's default), which on a shared machine may be someone else's.
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "RAY_ADDRESS": "local"}
+    env = {**env, "RAY_ADDRESS": "local"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        import boto3
-        for _ in range(150):
-            try:
-                boto3.client("s3").create_bucket(Bucket=BUCKET)
-                break
-            except Exception:
-                time.sleep(0.2)
-        else:
-            pytest.fail("moto_server did not answer in 30 s")
         yield env
     finally:
         proc.kill()
