@@ -19,7 +19,7 @@ The course report's side comes from study.json, where the job files put it
 (`Study(reported=..., reported_epochs=..., pairs=..., claims=...)`): the
 report's value per (study, variant) for the `report` column
 (`analysis.references`), the pairs drawn side by side, and the claims, whose
-verdicts (`analysis.claims`) follow the summary as a table. Nothing about the
+verdicts (`analysis.claims`) open the report as a table. Nothing about the
 course is written here. When a study name repeats across folders, the later
 one's figure files also carry its folder's name.
 """
@@ -185,9 +185,9 @@ def _claims_section(studies: Sequence[Study]) -> list[str]:
 def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     """Write report.md (and report.html when fmt == "html") with figures into `out`; returns report.md.
 
-    Layout: title and how to regenerate; `## Summary` (one line per study
-    with its headline result); the claims table (when any study declares
-    claims); then one section per study. Raises StudyError
+    Layout: title and how to regenerate; the claims table (when any study
+    declares claims); `## Summary` (one line per study with its headline
+    result); then one section per study. Raises StudyError
     (one line) when a folder is not a study.
     """
     if fmt not in ("md", "html"):
@@ -201,7 +201,7 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     colors = iter(plots.config_colors(parts))  # one colour per config through the whole report
     claims_lines = _claims_section(studies)
     seen: dict[str, int] = {}  # heading anchors in page order: a study name met again gets name-1
-    for heading in ("raylab report", "Summary", *claims_lines[:1]):
+    for heading in ("raylab report", *claims_lines[:1], "Summary"):
         heading_id(heading.lstrip("# "), seen)
     sections, headlines, prefixes = [], [], set()
     for study in studies:
@@ -230,8 +230,9 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
              + f" --out {out}" + (" --format html" if fmt == "html" else "") + "`.", "",
              "Numbers are mean ± std over seeds (sample std, ddof=1); `(n=1)` marks a single run, "
              "which gives no spread. Accuracies are fractions of the validation split.", "",
+             *claims_lines,  # first: the verdicts are what a reader of a reproduction came for
              "## Summary", "", *(f"- {h}" for h in headlines), ""]
-    lines += claims_lines + sections
+    lines += sections
     md = out_dir / "report.md"
     md.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     if fmt == "html":

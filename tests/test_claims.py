@@ -231,13 +231,13 @@ def test_skip_keeps_claims_and_combine_carries_them():
 
 
 # ------------------------------------------------------------------ the report
-def test_report_puts_the_claims_table_after_the_summary(tmp_path):
+def test_report_opens_with_the_claims_table(tmp_path):
     st = toy([Claim("a beats b", "greater", "a", "b", reported="0.72 vs 0.60"),
               Claim("c beats a", "greater", "c", "a")], reported={"a": 0.72}, pairs=[("b", "a")])
     folder = write(tmp_path, st, {"a": [0.70, 0.71, 0.72], "b": [0.60, 0.61, 0.62], "c": [0.65, 0.64, 0.66]})
     md = write_report([str(folder)], str(tmp_path / "out")).read_text()
     headings = [line for line in md.splitlines() if line.startswith("## ")]
-    assert headings[:2] == ["## Summary", "## The course report's claims"]
+    assert headings[:2] == ["## The course report's claims", "## Summary"]
     rows = [line for line in md.splitlines() if line.startswith("| a beats b") or line.startswith("| c beats a")]
     assert "| 0.72 vs 0.60 |" in rows[0] and "| 3 | reproduced |" in rows[0]
     assert "| 3 | contradicted |" in rows[1]

@@ -47,7 +47,8 @@ def run_study(study: Study, opts: SweepOptions):
     cluster = sized_cluster([t.config for t in trials], opts)
     specs = [_spec(t, opts, cluster, root) for t in trials]
     space = study.space()
-    algo = searcher.search_alg(opts.search, space, len(specs), seed=trials[0].config.seed)
+    algo = searcher.search_alg(opts.search, space, len(specs), seed=trials[0].config.seed,
+                               max_concurrent=opts.max_concurrent or 0)
     # Made before anything is written: a search or scheduler that cannot run is refused first.
     tune_config = _tune_config(opts, max(t.config.epochs for t in trials), search_alg=algo,
                                num_samples=study.num_samples if space else 1, space=space)
@@ -128,14 +129,16 @@ def _tune_config(opts: SweepOptions, max_epochs: int, search_alg=None, num_sampl
     from ray import tune
     # reuse_actors: the next trial runs in the finished one's worker process, which
     # has torch imported already (a fresh worker spends ~8 s starting up on this CPU).
-    common = dict(max_concurrent_trials=opts.max_concurrent or None, reuse_actors=True,
+    # A seeded random search holds the concurrency limit itself: Tune ignores this one for it, noisily.
+    limit = None if opts.search == "random" and search_alg is not None else opts.max_concurrent or None
+    common = dict(max_concurrent_trials=limit, reuse_actors=True,
                   trial_name_creator=trial_name, trial_dirname_creator=trial_name,
                   search_alg=search_alg, num_samples=num_samples)
-    if search_alg is not None:  # the searcher learns from val_acc; a scheduler below says the same
+    if opts.search != "random":  # the searcher learns from val_acc; a scheduler below says the same
         common.update(metric="val_acc", mode="max")
     if opts.scheduler == "pbt":
         from raylab.sweep import pbt
-        if search_alg is not None or opts.workers > 1:
+        if opts.search != "random" or opts.workers > 1:
             raise ConfigError("--scheduler pbt runs with --search random and --workers 1: PBT picks its own "
                               "configs, and clones single-process checkpoints")
         return tune.TuneConfig(**{**common, "metric": "val_acc", "mode": "max"}, scheduler=pbt.scheduler(space or {}))

@@ -9,12 +9,18 @@ from its checkpoint, which would fold a resumed curve back onto itself).
 """
 from __future__ import annotations
 
+import logging
+
 from ray.tune.logger import TBXLoggerCallback
 
 from raylab.errors import ConfigError
 from raylab.search import resolve_spec
 
 SKIP = ("history", "weights", "final", "restarts")  # lists of dicts and bookkeeping, not curves
+# Tune's logger says at INFO, on every trial's end, that it left tuple-valued config out of
+# the hparams (normalisation mean/std, milestones): known and harmless, but it printed
+# above a one-line error on stderr. Its warnings still show.
+logging.getLogger("ray.tune.logger.tensorboardx").setLevel(logging.WARNING)
 
 
 class EpochTensorBoard(TBXLoggerCallback):

@@ -37,12 +37,16 @@ def trial_name(trial) -> str:
     return f"{sampled_name(spec['meta']['variant'], trial.config['sampled'])}_s{spec['trial']['seed']}_n{number}"
 
 
-def search_alg(search: str, space: dict[str, Dist], n_specs: int, seed: int = 0):
-    """None for random search (Tune's own variant generator); Optuna's TPE otherwise."""
+def search_alg(search: str, space: dict[str, Dist], n_specs: int, seed: int = 0, max_concurrent: int = 0):
+    """Tune's variant generator, seeded, for random search (None for a plain grid); Optuna's TPE otherwise."""
     if search not in SEARCHES:
         raise ConfigError(f"--search {search} is not one of: {', '.join(SEARCHES)}")
     if search == "random":
-        return None
+        if not space:
+            return None
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+        # Seeded: a study draws the same samples on every run and machine, so a rerun compares.
+        return BasicVariantGenerator(max_concurrent=max_concurrent, random_state=seed)
     if not space:
         raise ConfigError("--search optuna needs a search space: give a config field a distribution, "
                           "e.g. lr=loguniform(1e-4, 0.1)")
