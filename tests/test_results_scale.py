@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,7 @@ import results_scale as B  # noqa: E402
 from analysis import load_study  # noqa: E402
 from raylab import parts as P  # noqa: E402
 from raylab import results as R  # noqa: E402
+from raylab import storage as S  # noqa: E402
 from raylab.sweep.callback import ParquetCallback  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -301,6 +303,35 @@ def test_parts_compaction_and_load_on_s3(s3, tmp_path):
     s = load_study(root)
     pd.testing.assert_frame_equal(s.metrics, partial.metrics, check_dtype=False)
 
+
+
+def streamed_merges_keep_every_row(root: str, monkeypatch) -> None:
+    """Merges and the compaction of more than IN_MEMORY_ROWS rows stream a row group at a
+    time and leave the file unsorted; every reader still gets the same sorted rows."""
+    want = parts_study(root, n=30)
+    monkeypatch.setattr(P, "IN_MEMORY_ROWS", 500)
+    monkeypatch.setattr(P, "ROW_GROUP", 256)  # 30 x 640 weight rows: many groups, batches and masks
+    monkeypatch.setattr(P, "FANOUT", 3)  # weights parts come only from flushes where trials end
+    again = root + "_again"
+    cb = ParquetCallback(again, flush_seconds=float("inf"))
+    cb.writer = R.StudyWriter(again, small_rows=0)
+    B.feed(cb, B.reports(n=30, epochs=10, concurrent=8, layers=10, bins=64, replay_every=5), flush_every=8)
+    cb.get_state()
+    assert any(q.level > 0 for q in P.list_parts(again, R.WEIGHTS)), "no merge ran"
+    assert_same_tables(again, want, "streamed merges")
+    P.compact(again)
+    fs, path = S.resolve_fs(S.join(again, R.WEIGHTS))
+    assert pq.ParquetFile(path, filesystem=fs).metadata.num_row_groups > 2  # streamed, not held whole
+    assert not P.list_parts(again, R.WEIGHTS)
+    assert_same_tables(again, want, "streamed compaction")
+
+
+def test_streamed_merges_and_compaction_locally(tmp_path, monkeypatch):
+    streamed_merges_keep_every_row(str(tmp_path / "big"), monkeypatch)
+
+
+def test_streamed_merges_and_compaction_on_s3(s3, monkeypatch):
+    streamed_merges_keep_every_row("s3://raylab/results/streamed", monkeypatch)
 
 @pytest.mark.slow
 def test_results_scale_bench_quick_runs(tmp_path):
