@@ -310,10 +310,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     files = sorted(f for f in folder.glob("*.py") if not f.name.startswith("_")) if folder.is_dir() else []
     if not files:
         raise UsageError(f"no job files in {folder}/: give the jobs folder of a raylab checkout")
-    print(f"{'study':<20} {'variants':>8} {'seeds':>5} {'trials':>6}  file")
-    for file in files:
-        study = load_job(str(file))
-        print(f"{study.name:<20} {len(study.variants):>8} {len(study.seed_list):>5} "
+    studies = [(load_job(str(file)), file) for file in files]
+    width = max(len("study"), *(len(study.name) for study, _ in studies))  # a long name keeps the columns
+    print(f"{'study':<{width}} {'variants':>8} {'seeds':>5} {'trials':>6}  file")
+    for study, file in studies:
+        print(f"{study.name:<{width}} {len(study.variants):>8} {len(study.seed_list):>5} "
               f"{len(study.trials()) * (study.num_samples if study.space() else 1):>6}  {file}")
     return 0
 

@@ -216,21 +216,32 @@ def write_part(root: str, table: str, data: pa.Table, part: Part) -> None:
     _write(data, S.join(part_dir(root, table), part.name))
 
 
-def merge_tail(root: str, table: str, stack: list[Part]) -> list[Part]:
-    """While the newest FANOUT parts share a level, merge them into one of the next level.
+def merge_levels(root: str, table: str, stack: list[Part]) -> list[Part]:
+    """While FANOUT consecutive parts share a level, merge the oldest such run into one part
+    of the next level.
 
     Each row is rewritten once per level, log_FANOUT(flushes) times in all, and a
-    table never has more than FANOUT - 1 parts per level: bytes stay O(rows) and a
-    reader of a live sweep opens a few dozen files, not one per flush.
+    table keeps few parts per level: bytes stay O(rows) and a reader of a live
+    sweep opens a few dozen files, not one per flush. Oldest run first: flushes
+    that landed while a background merge ran still find their level.
     """
-    while len(stack) >= FANOUT and len({q.level for q in stack[-FANOUT:]}) == 1:
-        group = stack[-FANOUT:]
+    while (start := _full_run(stack)) is not None:
+        group = stack[start:start + FANOUT]
         pfs, pdir = S.resolve_fs(part_dir(root, table))
         new = Part(group[0].level + 1, group[0].first, group[-1].last)
         merge_files(table, [(pfs, f"{pdir}/{q.name}") for q in group], S.join(part_dir(root, table), new.name))
         _delete(root, table, group)
-        stack = [*stack[:-FANOUT], new]
+        stack = [*stack[:start], new, *stack[start + FANOUT:]]
     return stack
+
+
+def _full_run(stack: list[Part]) -> int | None:
+    run = 0
+    for i, q in enumerate(stack):
+        run = run + 1 if i and q.level == stack[i - 1].level else 1
+        if run == FANOUT:
+            return i - FANOUT + 1
+    return None
 
 
 def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +99,7 @@ def read_table(study_dir: str, name: str, *, required: bool = True) -> pd.DataFr
 
 # --------------------------------------------------------------------- writer
 SMALL_ROWS = 20_000  # up to this many rows on disk, every flush also compacts (~50 ms here)
+_MERGER = ThreadPoolExecutor(1, thread_name_prefix="raylab-merge")  # merges of parts, off the flush path
 
 
 @dataclass
@@ -120,6 +123,8 @@ class StudyWriter:
     _metrics: list[dict] = field(default_factory=list)
     _weights: dict[str, list[dict]] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
+    _merging: Future | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         for row in read_table(self.root, TRIALS, required=False).to_dict("records"):
@@ -136,6 +141,7 @@ class StudyWriter:
     def drop_epochs_after(self, trial_id: str, epoch: int) -> None:
         """Forget rows a crashed attempt reported past the checkpoint it restarts from."""
         self.flush()
+        self.wait_for_merges()
         parts.compact(self.root, drop_after={trial_id: epoch})
         self._stacks = {t: [] for t in REQUIRED}
 
@@ -157,20 +163,45 @@ class StudyWriter:
         for table in (METRICS, WEIGHTS, TRIALS):  # trials last, even empty: it commits the flush
             if len(new[table]) or table == TRIALS:
                 parts.write_part(self.root, table, new[table], part)
-                self._stacks[table].append(part)
-        for table in REQUIRED:  # merges only after the commit: a merged part holds committed flushes
-            self._stacks[table] = parts.merge_tail(self.root, table, self._stacks[table])
+                with self._lock:
+                    self._stacks[table].append(part)
         self._flush_no += 1
         self._rows_on_disk += sum(len(df) for df in new.values())
         self._metrics, self._weights, self._dirty = [], {}, set()
         if self._rows_on_disk <= self.small_rows:
             self.close()
+        else:
+            self._merge_in_background()  # only after the commit: a merged part holds committed flushes
 
     def close(self) -> None:
         """Flush, then merge every part into the three files (a sweep's end)."""
         self.flush()
+        self.wait_for_merges()
         parts.compact(self.root)
         self._stacks = {t: [] for t in REQUIRED}
+
+    def _merge_in_background(self) -> None:
+        """Merge full levels of parts on a thread of their own: a flush that fills a level
+        returns as fast as any other (an inline level-2 merge held Tune's loop for seconds).
+        One merge at a time; a flush while one runs leaves the next to a later flush."""
+        if self._merging is not None:
+            if not self._merging.done():
+                return
+            self.wait_for_merges()  # raises what the last merge met (a StorageError: one line)
+        self._merging = _MERGER.submit(self._merge_levels)
+
+    def _merge_levels(self) -> None:
+        for table in REQUIRED:
+            with self._lock:
+                seen = list(self._stacks[table])
+            merged = parts.merge_levels(self.root, table, seen)  # the flush thread only appends meanwhile
+            with self._lock:
+                self._stacks[table] = merged + self._stacks[table][len(seen):]
+
+    def wait_for_merges(self) -> None:
+        merging, self._merging = self._merging, None
+        if merging is not None:
+            merging.result()
 
 
 def _rows(root: str, table: str) -> int:

@@ -99,6 +99,8 @@ def test_list_names_every_study():
         assert name in proc.stdout
     lr_line = next(line for line in proc.stdout.splitlines() if line.startswith("lab2_lr_sweep"))
     assert lr_line.split()[1] == "6"
+    lines = proc.stdout.splitlines()  # a name longer than the others still leaves the columns aligned
+    assert len({line.index(" jobs/") for line in lines[1:]} | {lines[0].index("  file") + 1}) == 1
 
 
 @pytest.mark.parametrize("body, needles", [

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -317,6 +318,7 @@ def streamed_merges_keep_every_row(root: str, monkeypatch) -> None:
     cb.writer = R.StudyWriter(again, small_rows=0)
     B.feed(cb, B.reports(n=30, epochs=10, concurrent=8, layers=10, bins=64, replay_every=5), flush_every=8)
     cb.get_state()
+    cb.writer.wait_for_merges()  # they run on a thread of their own
     assert any(q.level > 0 for q in P.list_parts(again, R.WEIGHTS)), "no merge ran"
     assert_same_tables(again, want, "streamed merges")
     P.compact(again)
@@ -325,6 +327,37 @@ def streamed_merges_keep_every_row(root: str, monkeypatch) -> None:
     assert not P.list_parts(again, R.WEIGHTS)
     assert_same_tables(again, want, "streamed compaction")
 
+
+def test_a_flush_does_not_wait_for_a_merge_and_a_failed_merge_is_reported(tmp_path, monkeypatch):
+    from raylab.errors import StorageError
+
+    root = str(tmp_path / "bg")
+    merge, release, started = P.merge_levels, threading.Event(), threading.Event()
+
+    def slow_merge(*args):
+        started.set()
+        assert release.wait(60), "never released"
+        return merge(*args)
+
+    monkeypatch.setattr(P, "merge_levels", slow_merge)
+    writer = R.StudyWriter(root, small_rows=0)
+    for epoch in range(3):  # the first flush starts a merge that blocks; the others return regardless
+        writer.add_epoch({"study": "s", "trial_id": "t", "variant": "v", "seed": 0, "epoch": epoch})
+        writer.set_trial({"study": "s", "trial_id": "t", "variant": "v", "seed": 0, "status": "running"})
+        writer.flush()
+    assert started.is_set() and len(P.list_parts(root, R.METRICS)) == 3
+    release.set()
+    writer.wait_for_merges()
+
+    def broken(root, table, stack):
+        raise StorageError(root, OSError(30, "Read-only file system"))
+
+    monkeypatch.setattr(P, "merge_levels", broken)
+    writer.add_epoch({"study": "s", "trial_id": "t", "variant": "v", "seed": 0, "epoch": 3})
+    writer.flush()  # its merge fails on the merge thread ...
+    with pytest.raises(StorageError, match="Read-only file system"):
+        writer.wait_for_merges()  # ... and the driver hears of it (the next flush would raise it too)
+    assert len(R.read_table(root, R.METRICS)) == 4  # every flushed row is still there
 
 def test_streamed_merges_and_compaction_locally(tmp_path, monkeypatch):
     streamed_merges_keep_every_row(str(tmp_path / "big"), monkeypatch)
