@@ -298,7 +298,7 @@ def _int(value) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     """`raylab compact STUDY`: what a sweep does at its end, for one that was killed before it."""
-    from raylab.parts import compact_study
+    from raylab.compaction import compact_study
 
     print(compact_study(args.study_dir))
     return 0
@@ -310,12 +310,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     files = sorted(f for f in folder.glob("*.py") if not f.name.startswith("_")) if folder.is_dir() else []
     if not files:
         raise UsageError(f"no job files in {folder}/: give the jobs folder of a raylab checkout")
-    studies = [(load_job(str(file)), file) for file in files]
-    width = max(len("study"), *(len(study.name) for study, _ in studies))  # a long name keeps the columns
-    print(f"{'study':<{width}} {'variants':>8} {'seeds':>5} {'trials':>6}  file")
-    for study, file in studies:
-        print(f"{study.name:<{width}} {len(study.variants):>8} {len(study.seed_list):>5} "
-              f"{len(study.trials()) * (study.num_samples if study.space() else 1):>6}  {file}")
+    rows = [(s.name, len(s.variants), len(s.seed_list), len(s.trials()) * (s.num_samples if s.space() else 1), f)
+            for f, s in ((f, load_job(str(f))) for f in files)]
+    width = max(len("study"), *(len(row[0]) for row in rows))  # a long study name keeps the columns
+    for row in [("study", "variants", "seeds", "trials", "file"), *rows]:
+        print(f"{row[0]:<{width}} {row[1]:>8} {row[2]:>5} {row[3]:>6}  {row[4]}")
     return 0
 
 

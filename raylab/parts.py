@@ -314,38 +314,3 @@ def _remove_empty_dirs(root: str) -> None:
             os.rmdir(folder)
         except OSError:
             pass  # absent, or not empty (a temp in flight)
-
-
-def compact_study(root: str) -> str:
-    """`raylab compact`: refuse a folder that is no study or whose sweep still runs; one line."""
-    if not any(has_table(root, t) for t in T.REQUIRED):
-        raise ResultsError(f"{root} holds no raylab results (no {T.METRICS} or parts/): "
-                             "give a study folder, e.g. results/lab2_lr_sweep")
-    with _unless_running(root):
-        changed = compact(root)
-    return f"{root}: {'compacted into' if changed else 'already compact:'} {', '.join(T.REQUIRED)}"
-
-
-class _unless_running:
-    """Hold the study's folder lock (raylab.storage.lock_folder takes it) while compacting:
-    a running driver merges parts of its own, so its folder is not ours to rewrite."""
-
-    def __init__(self, root: str) -> None:
-        self.fh = None
-        if "://" in root or not os.path.exists(S.join(root, ".lock")):
-            return  # object stores have no lock; no .lock: no sweep ever ran here
-        import fcntl
-        self.fh = open(S.join(root, ".lock"), "r")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.close()
-            raise ResultsError(f"a sweep is running in {root}: it compacts when it ends; "
-                                 "run `raylab compact` after it stops") from None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fh is not None:
-            self.fh.close()

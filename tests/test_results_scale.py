@@ -294,6 +294,15 @@ def test_parts_compaction_and_load_on_s3(s3, tmp_path):
     assert keys and all("/parts/" in k for k in keys), keys
     partial = load_study(root)
     assert len(partial.metrics) == 30 * 11 and not partial.metrics.duplicated(["trial_id", "epoch"]).any()
+    from raylab.study_lock import StorageLease
+    driver = StorageLease(root)  # what a running driver holds on an object store
+    try:
+        busy = subprocess.run([sys.executable, "-m", "raylab", "compact", root], cwd=ROOT, env=s3,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        driver.close()
+    assert busy.returncode == 2 and "a sweep is running in s3://raylab/results/scale" in busy.stderr, busy.stderr
+    assert P.list_parts(root, R.METRICS), "the refused compaction touched the parts"
     proc = subprocess.run([sys.executable, "-m", "raylab", "compact", root], cwd=ROOT, env=s3,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
