@@ -286,7 +286,8 @@ def _child_studies(path: str) -> list[str]:
 def _read(path: str, name: str) -> pd.DataFrame:
     df = R.read_table(path, name, required=False)
     for col in _NUMERIC[name]:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        if df[col].dtype != "float64":  # as written: no 6-million-row copy for the weights' bins
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce")
     if name == R.METRICS and len(df):
         df = df.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)

@@ -191,12 +191,16 @@ class StudyWriter:
         self._merging = _MERGER.submit(self._merge_levels)
 
     def _merge_levels(self) -> None:
-        for table in REQUIRED:
-            with self._lock:
-                seen = list(self._stacks[table])
-            merged = parts.merge_levels(self.root, table, seen)  # the flush thread only appends meanwhile
-            with self._lock:
-                self._stacks[table] = merged + self._stacks[table][len(seen):]
+        busy = True
+        while busy:  # again while flushes landed meanwhile: readers of a live sweep find few parts
+            busy = False
+            for table in REQUIRED:
+                with self._lock:
+                    seen = list(self._stacks[table])
+                merged = parts.merge_levels(self.root, table, seen)  # the flush thread only appends meanwhile
+                with self._lock:
+                    self._stacks[table] = merged + self._stacks[table][len(seen):]
+                busy = busy or len(merged) < len(seen)
 
     def wait_for_merges(self) -> None:
         merging, self._merging = self._merging, None
