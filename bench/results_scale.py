@@ -19,7 +19,8 @@ Per (N, storage), in a fresh process so that its peak memory is its own:
     bytes_per_row   bytes_written / rows reported (O(rows): flat in N)
     peak_rss_mb     the process's peak RSS through the feed (the driver's), and its RSS before it;
                     peak_rss_with_loads_mb also counts the two load_study calls
-    load_partial_s  analysis.load_study of the study before the final compaction (parts)
+    load_partial_s  analysis.load_study of the study before the final compaction (parts, once
+                    the background merges are done: a reader racing one lists and reads again)
     load_s          analysis.load_study after it (the three files)
 """
 from __future__ import annotations
@@ -150,6 +151,7 @@ def measure(root: str, n: int, args) -> dict:
     stream = reports(n, args.epochs, args.concurrent, args.layers, args.bins)
     times = feed(cb, stream, args.flush_every)
     cb.get_state()
+    cb.writer.wait_for_merges()  # merges run on their own thread: their CPU and memory count here
     cpu_feed = time.process_time() - cpu0
     peak_driver = _peak_rss_mb()  # before any reader runs in this process
 

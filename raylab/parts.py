@@ -127,10 +127,11 @@ def has_table(root: str, table: str) -> bool:
 def read_resolved(root: str, table: str) -> "pd.DataFrame | None":
     """The table as every reader must see it: compacted file + live parts, one row per key,
     sorted by key. None when the study has neither."""
+    kept: dict[str, pa.Table] = {}  # a committed part's name is never reused: read it once across retries
     for attempt in range(_READ_TRIES):
         parts = snapshot(root, table)  # first: see the module docstring
         try:
-            sources = [_read_file(fs, p) for fs, p in _sources(root, table, parts)]
+            sources = [_read_part(fs, p, kept) for fs, p in _sources(root, table, parts)]
         except FileNotFoundError:
             if attempt == _READ_TRIES - 1:
                 raise
@@ -148,6 +149,14 @@ def _sources(root: str, table: str, parts: list[Part]) -> list[tuple[pafs.FileSy
         found.append((fs, p))
     pfs, pdir = S.resolve_fs(part_dir(root, table))
     return found + [(pfs, f"{pdir}/{q.name}") for q in live(parts, through)]
+
+
+def _read_part(fs: pafs.FileSystem, path: str, kept: dict[str, pa.Table]) -> pa.Table:
+    if "/parts/" not in path:  # the compacted file: a compaction replaces it under the same name
+        return _read_file(fs, path)
+    if path not in kept:
+        kept[path] = _read_file(fs, path)
+    return kept[path]
 
 
 def _read_file(fs: pafs.FileSystem, path: str, columns: list[str] | None = None) -> pa.Table:

@@ -23,6 +23,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 UNSHARE = ["unshare", "--pid", "--net", "--mount", "--fork", "--mount-proc", "--kill-child"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The module's cluster comes up in its fixture (ray up, three submits, resume, ray down):
+# ~10 min on a loaded 2-core box, which pytest-timeout counts against the test.
+pytestmark = pytest.mark.timeout(1800)
 
 
 def _namespaces_refused() -> str | None:
