@@ -183,7 +183,7 @@ class StudyWriter:
     def _merge_in_background(self) -> None:
         """Merge full levels of parts on a thread of their own: a flush that fills a level
         returns as fast as any other (an inline level-2 merge held Tune's loop for seconds).
-        One merge at a time; a flush while one runs leaves the next to a later flush."""
+        One merge at a time; what flushes add while it runs, its next pass merges."""
         if self._merging is not None:
             if not self._merging.done():
                 return

@@ -199,6 +199,28 @@ def test_optuna_search_resumes_after_driver_kill_without_duplicates(tmp_path):
     assert f"| 1 | {best['trial_id']} |" in report and "Top trials of the search" in report
 
 
+def test_random_search_draws_the_same_samples_for_the_same_seed():
+    """Seeded like Optuna's TPE: a rerun of a study (another machine, a fresh results folder)
+    trains the same sampled configs, so the two runs compare."""
+    from ray import tune
+
+    from raylab.sweep.searcher import search_alg, to_tune
+
+    space = {"lr": loguniform(1e-4, 0.1), "weight_decay": loguniform(1e-6, 1e-2)}
+    tune.register_trainable("raylab_test_noop", lambda config: None)
+
+    def draw(seed: int) -> list[dict]:
+        gen = search_alg("random", space, 1, seed=seed)
+        gen.add_configurations({"x": {"run": "raylab_test_noop", "num_samples": 4,
+                                      "config": {"sampled": {k: to_tune(d) for k, d in space.items()}}}})
+        trials = iter(gen.next_trial, None)
+        return [t.config["sampled"] for t in trials]
+
+    first = draw(0)
+    assert len(first) == 4 and len({c["lr"] for c in first}) == 4
+    assert draw(0) == first and draw(1) != first
+
+
 def test_pbt_clones_and_perturbs_lr_recorded_per_epoch(tmp_path):
     """4 trials, lr perturbed every 2 epochs: some trial's lr changes mid-run, and each epoch's
     row carries the lr it trained with."""
