@@ -43,3 +43,24 @@ def test_a_wait_that_runs_out_is_refused_with_the_flag_named(cpu_less_head):
     cfg = TrialConfig.from_dict(model="simplenn")
     with pytest.raises(ClusterError, match=r"no such node joined in 3 s: raise --wait-for-nodes"):
         sized_cluster([cfg], SweepOptions(), wait_s=3)
+
+
+def test_a_trial_no_declared_node_type_holds_is_refused_without_waiting(cpu_less_head, tmp_path, monkeypatch):
+    """On a `ray up` head the launcher config names what the autoscaler can start: a trial
+    bigger than every node type would wait out --wait-for-nodes for nothing."""
+    from raylab.sweep import node_wait
+
+    config = tmp_path / "ray_bootstrap_config.yaml"
+    config.write_text("available_node_types:\n"
+                      "  head: {resources: {CPU: 0}, min_workers: 0, max_workers: 0}\n"
+                      "  worker: {resources: {CPU: 2, GPU: 1}, min_workers: 0, max_workers: 4}\n")
+    monkeypatch.setattr(node_wait, "BOOTSTRAP", str(config))
+    assert node_wait.declared_node_types() == [{"CPU": 0}, {"CPU": 2, "GPU": 1}]
+    big = TrialConfig.from_dict(model="simplenn")
+    with pytest.raises(ClusterError, match=r"no node type in .*ray_bootstrap_config.yaml can hold a trial, so no "
+                                           r"node will join for it: a trial needs 4 CPU but the largest node type "
+                                           r"has 2: lower --cpus-per-trial"):
+        sized_cluster([big], SweepOptions(cpus_per_trial=4), wait_s=600)  # refused at once, not after 600 s
+    config.write_text("available_node_types:\n  worker: {node_config: {InstanceType: m5.large}}\n")
+    assert node_wait.declared_node_types() is None  # filled in by the cloud provider: not ours to judge
+

@@ -9,6 +9,7 @@ refuse. A local Ray that raylab started never grows: it refuses at once.
 """
 from __future__ import annotations
 
+import os
 import time
 
 from raylab.config import TrialConfig
@@ -17,6 +18,7 @@ from raylab.sweep.resources import check_resources, default_resources
 
 PROGRESS_EVERY_S = 15.0
 POLL_S = 2.0
+BOOTSTRAP = "~/ray_bootstrap_config.yaml"  # the launcher config `ray up` leaves on the head for its autoscaler
 
 
 def cluster_can_grow() -> bool:
@@ -61,6 +63,8 @@ def sized_cluster(cfgs: list[TrialConfig], opts, wait_s: float | None = None) ->
                 check_resources(cfgs, opts, cluster, nodes)
                 return cluster
             except ClusterError as exc:  # too big for every node now; a malformed option is raised at once
+                if wait_s > 0 and (never := _no_node_type_fits(cfgs, opts, cluster)):
+                    raise ClusterError(never) from None
                 waited = time.monotonic() - start
                 if waited >= wait_s:
                     if wait_s > 0:
@@ -89,3 +93,30 @@ def _ask_autoscaler(cfgs: list[TrialConfig], opts, cluster: dict[str, float]) ->
     except Exception:  # no autoscaler (a cluster of `ray start` nodes): waiting still helps
         return False
     return True
+
+
+def declared_node_types(path: str | None = None) -> list[dict[str, float]] | None:
+    """The resources of every node type the autoscaler may start, from the launcher config on
+    the head; None when that is unknown (no config here, or a type whose resources the cloud
+    provider fills in from its instance type)."""
+    import yaml
+    try:
+        with open(os.path.expanduser(path or BOOTSTRAP)) as fh:
+            config = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    declared = [t.get("resources") for t in (config.get("available_node_types") or {}).values()]
+    return [dict(r) for r in declared] if declared and all(declared) else None
+
+
+def _no_node_type_fits(cfgs: list[TrialConfig], opts, cluster: dict[str, float]) -> str | None:
+    """Why no node the autoscaler can start would hold a trial (waiting cannot help), or None."""
+    types = declared_node_types()
+    if types is None or opts.workers > 1:  # DDP workers spread over nodes: any count may do
+        return None
+    try:
+        check_resources(cfgs, opts, cluster, types)
+    except ClusterError as exc:
+        return (f"no node type in {BOOTSTRAP} can hold a trial, so no node will join for it: "
+                f"{str(exc).replace('the largest node has', 'the largest node type has')}")
+    return None
