@@ -152,7 +152,7 @@ def _sources(root: str, table: str, parts: list[Part]) -> list[tuple[pafs.FileSy
 
 
 def _read_part(fs: pafs.FileSystem, path: str, kept: dict[str, pa.Table]) -> pa.Table:
-    if "/parts/" not in path:  # the compacted file: a compaction replaces it under the same name
+    if not _NAME.match(path.rsplit("/", 1)[-1]):  # the compacted file: a compaction replaces it in place
         return _read_file(fs, path)
     if path not in kept:
         kept[path] = _read_file(fs, path)
