@@ -189,12 +189,16 @@ def merge_files(table: str, files: list[tuple[pafs.FileSystem, str]], out: str,
     `drop_after` {trial_id: epoch} forgets metrics rows past that epoch.
     """
     keys = [_read_file(fs, p, keyed.KEYS[table]) for fs, p in files]
+    # Empty files add no rows and no types: the contract's empty file types every column it
+    # names (epoch as float), which would turn a later int column into floats.
+    kept = [i for i, k in enumerate(keys) if len(k)]
+    files, keys = [files[i] for i in kept], [keys[i] for i in kept]
     masks = keyed.survivors(table, keys)
     if drop_after and table == T.METRICS:
         masks = [_drop(k, m, drop_after) for k, m in zip(keys, masks)]
-    schema = keyed.unified([_read_schema(fs, p) for fs, p in files]) if files else None
-    if schema is None or not len(schema):  # no rows yet (no trial has finished): the contract still has the file
-        schema = T.arrow_table([], T.REQUIRED[table]).schema
+    # no rows yet (no trial has finished): the contract still has the file
+    schema = keyed.unified([_read_schema(fs, p) for fs, p in files]) if files else \
+        T.arrow_table([], T.REQUIRED[table]).schema
     schema = schema.with_metadata(metadata or {})
     if sum(len(k) for k in keys) <= IN_MEMORY_ROWS:
         data = [keyed.conform(keyed.take(_read_file(fs, p), m), schema) for (fs, p), m in zip(files, masks)]
