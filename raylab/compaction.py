@@ -29,7 +29,7 @@ class _unless_running:
         self.held = None
         busy = ResultsError(f"a sweep is running in {root}: it compacts when it ends; "
                             "run `raylab compact` after it stops")
-        if "://" in root:
+        if S.is_uri(root):
             from raylab.study_lock import StorageLease
             try:
                 self.held = StorageLease(root)

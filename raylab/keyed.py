@@ -38,12 +38,16 @@ def survivors(table: str, keys: list[pa.Table]) -> list[np.ndarray | None]:
     else:
         key = trial
         if table == T.METRICS:
-            epoch = np.concatenate([k["epoch"].cast(pa.int64()).to_numpy() for k in keys])
-            key = trial * (int(epoch.max()) + 1) + epoch
+            key = _with_epoch(trial, np.concatenate([k["epoch"].cast(pa.int64()).to_numpy() for k in keys]))
         _, first_from_end = np.unique(key[::-1], return_index=True)
         keep = np.zeros(len(key), bool)
         keep[len(key) - 1 - first_from_end] = True  # the last row of each key
     return [None if m.all() else m for m in np.split(keep, bounds[1:-1])]
+
+
+def _with_epoch(trial: np.ndarray, epoch: np.ndarray) -> np.ndarray:
+    """One integer per (trial, epoch), ordered as the pair."""
+    return trial * (int(epoch.max()) + 1) + epoch
 
 
 def _codes(values: pa.ChunkedArray) -> np.ndarray:
@@ -77,8 +81,7 @@ def sort(table: str, data: pa.Table) -> pa.Table:
     rank[pc.array_sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(rank))
     key = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     if table == T.METRICS:
-        epoch = data["epoch"].cast(pa.int64()).to_numpy()
-        key = key * (int(epoch.max()) + 1) + epoch
+        key = _with_epoch(key, data["epoch"].cast(pa.int64()).to_numpy())
     if (key[1:] >= key[:-1]).all():
         return data
     return data.take(pa.array(np.argsort(key, kind="stable")))

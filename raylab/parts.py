@@ -183,27 +183,26 @@ def merge_files(table: str, files: list[tuple[pafs.FileSystem, str]], out: str,
                 metadata: dict | None = None, drop_after: dict[str, int] | None = None) -> None:
     """Write the surviving rows of `files` (oldest first) to `out` as one atomic file.
 
-    What survives is decided from the key columns alone. Up to IN_MEMORY_ROWS rows the
-    result is sorted by key, as small studies always were; above, each source is read,
-    filtered and appended in turn, so a writer holds one source at a time (readers sort).
+    Up to IN_MEMORY_ROWS rows the files are resolved as a reader does (sorted by key, as
+    small studies always were); above, what survives is decided from the key columns alone
+    and each source is read, filtered and appended a row group at a time (readers sort).
     `drop_after` {trial_id: epoch} forgets metrics rows past that epoch.
     """
-    keys = [_read_file(fs, p, keyed.KEYS[table]) for fs, p in files]
     # Empty files add no rows and no types: the contract's empty file types every column it
     # names (epoch as float), which would turn a later int column into floats.
-    kept = [i for i, k in enumerate(keys) if len(k)]
-    files, keys = [files[i] for i in kept], [keys[i] for i in kept]
+    counts = [_reading(fs, p, lambda: pq.read_metadata(p, filesystem=fs)).num_rows for fs, p in files]
+    files = [f for f, n in zip(files, counts) if n]
+    if sum(counts) <= IN_MEMORY_ROWS:  # no rows yet (no trial has finished): the contract still has the file
+        data = keyed.resolve(table, [_read_file(fs, p) for fs, p in files]) if files else \
+            T.arrow_table([], T.REQUIRED[table])
+        if drop_after and table == T.METRICS:
+            data = keyed.take(data, _drop(data.select(keyed.KEYS[table]), None, drop_after))
+        return _write(data.replace_schema_metadata(metadata or {}), out)
+    keys = [_read_file(fs, p, keyed.KEYS[table]) for fs, p in files]
     masks = keyed.survivors(table, keys)
     if drop_after and table == T.METRICS:
         masks = [_drop(k, m, drop_after) for k, m in zip(keys, masks)]
-    # no rows yet (no trial has finished): the contract still has the file
-    schema = keyed.unified([_read_schema(fs, p) for fs, p in files]) if files else \
-        T.arrow_table([], T.REQUIRED[table]).schema
-    schema = schema.with_metadata(metadata or {})
-    if sum(len(k) for k in keys) <= IN_MEMORY_ROWS:
-        data = [keyed.conform(keyed.take(_read_file(fs, p), m), schema) for (fs, p), m in zip(files, masks)]
-        data = keyed.sort(table, pa.concat_tables(data) if data else schema.empty_table())
-        return _write(data.replace_schema_metadata(schema.metadata), out)
+    schema = keyed.unified([_read_schema(fs, p) for fs, p in files]).with_metadata(metadata or {})
     buf = pa.BufferOutputStream()  # compressed: ~10 bytes a row, against ~100 for the rows in memory
     with pq.ParquetWriter(buf, schema) as writer:
         for (fs, p), m in zip(files, masks):
@@ -319,7 +318,7 @@ def _delete(root: str, table: str, parts: list[Part]) -> None:
 def _remove_empty_dirs(root: str) -> None:
     """Leave no empty parts/ folders behind: a compacted study looks as before parts existed
     (object stores have no folders to remove)."""
-    if "://" in root:
+    if S.is_uri(root):
         return
     for folder in [part_dir(root, t) for t in T.REQUIRED] + [S.join(root, "parts")]:
         S.remove_stale_temps(folder)  # parts have unique names: no later write of one sweeps its temp
