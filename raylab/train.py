@@ -48,17 +48,22 @@ def fault_point(phase: str, epoch: int) -> None:
     this returns at once. With it set to a folder, a trial that reaches a point named by a
     file <folder>/<trial>.<phase>.<epoch> (<trial>: the name of the trial's working folder,
     Tune's trial name) renames it to ...hit.<pid> (atomic: a restarted trial passes on) and
-    waits there for the kill."""
+    waits there for the kill, or until the test deletes the hit file (it holds the trial
+    still while something else is killed, then lets it go on)."""
     folder = os.environ.get("RAYLAB_FAULT_POINTS")
     if not folder:
         return
     point = os.path.join(folder, f"{os.path.basename(os.getcwd())}.{phase}.{epoch}")
+    hit = f"{point}.hit.{os.getpid()}"
     try:
-        os.rename(point, f"{point}.hit.{os.getpid()}")
+        os.rename(point, hit)
     except FileNotFoundError:
         return
-    time.sleep(600)
-    raise RuntimeError(f"fault point {point}: no kill came in 600 s")
+    deadline = time.monotonic() + 600
+    while os.path.exists(hit):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fault point {point}: no kill or release came in 600 s")
+        time.sleep(0.1)
 
 
 class InjectedFault(RuntimeError):

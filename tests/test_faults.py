@@ -125,11 +125,20 @@ def test_driver_killed_again_and_again_then_resumed(tmp_path):
     seed = fault_seed()
     rng, rows_seen = random.Random(seed), []
     command = ["run", path, "--storage", tmp_path / "res"]
+    # The last driver must die mid-sweep however fast this machine trains: each trial holds
+    # before training its last epoch (a fault point), so the sweep cannot end under it.
+    points = tmp_path / "points"
+    points.mkdir()
+    env = {**ENV, "RAYLAB_FAULT_POINTS": str(points)}
     for round_ in range(3):
-        driver = start(*command, "--num-cpus", "2", "--quiet",
+        if round_ == 2:
+            for t in load_job(str(path)).trials():
+                (points / f"{t.trial_id}.train.{epochs}").touch()
+        driver = start(*command, "--num-cpus", "2", "--quiet", env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            rows = wait_for_more_rows(root, since=rows_seen[-1] if rows_seen else 0, driver=driver)
+            rows = wait_for_more_rows(root, since=rows_seen[-1] if rows_seen else 0, driver=driver,
+                                      held=points)
             assert driver.poll() is None, "the sweep ended before it could be killed"
             if round_ == 0:  # far from the end: later drivers may be past their lock, finishing up
                 with pytest.raises(LockError, match=r"another raylab process \(pid \d+\) is running"):
@@ -154,11 +163,12 @@ def test_driver_killed_again_and_again_then_resumed(tmp_path):
     assert status.returncode == 0 and f"3 completed; {3 * (epochs + 1)} epoch rows" in status.stdout
 
 
-def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240) -> int:
+def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240, held: Path | None = None) -> int:
+    """Rows on disk once two more than `since` are, or once a trial holds at a fault point in `held`."""
     deadline = time.time() + timeout
     while time.time() < deadline and driver.poll() is None:
         rows = len(read_table(str(root), METRICS, required=False))  # compacted file and parts
-        if rows >= since + 2:
+        if rows >= since + 2 or (held is not None and any(held.glob("*.hit.*"))):
             return rows
         time.sleep(0.3)
     pytest.fail(f"the sweep made no progress in {timeout} s past {since} rows (driver exit {driver.poll()})")
@@ -403,7 +413,7 @@ def test_storage_turning_read_only_mid_sweep_stops_cleanly_and_resumes(tmp_path,
 
 
 # ------------------------------------------------------------------ nodes
-def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path):
+def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path, monkeypatch):
     """Two worker nodes on a simulated cluster; one is killed mid-sweep."""
     import threading
 
@@ -418,6 +428,13 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path):
     study = Study("lost", grid(lr=[0.05, 0.03, 0.02, 0.01]),
                   dict(data="synthetic:1000", data_root=str(tmp_path / "data"), epochs=epochs, threads=1,
                        batch_size=50, augment=True), seeds=1)
+    # Each trial holds before reporting epoch 2 (a fault point), so the node is removed while
+    # two trials surely run on it, however fast this machine trains; then all are let go.
+    points = tmp_path / "points"
+    points.mkdir()
+    for t in study.trials():
+        (points / f"{t.trial_id}.report.2").touch()
+    monkeypatch.setenv("RAYLAB_FAULT_POINTS", str(points))  # before the nodes start: their workers inherit it
     # Trials only fit on the workers: the head (where the driver and its data live) has no CPU.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     doomed = cluster.add_node(num_cpus=2)
@@ -429,11 +446,16 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path):
     def remove_when_busy():
         deadline = time.time() + 240
         while time.time() < deadline:
-            if len(read_table(str(root), METRICS, required=False)) >= 6:
+            hits = list(points.glob("*.hit.*"))
+            if len(hits) == 4:  # four 1-CPU trials on two 2-CPU nodes: two on each
                 cluster.remove_node(doomed, allow_graceful=False)
                 removed.set()
+                for hit in hits:
+                    hit.unlink()  # the survivors go on; the moved trials pass their renamed points
                 return
             time.sleep(0.2)
+        for hit in points.glob("*.hit.*"):
+            hit.unlink()  # never all held: let the sweep end, and the assert below say so
 
     killer = threading.Thread(target=remove_when_busy)
     killer.start()
@@ -443,8 +465,9 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path):
         killer.join()
         ray.shutdown()
         cluster.shutdown()
-    assert removed.is_set(), "the sweep ended before a node could be removed"
+        monkeypatch.delenv("RAYLAB_FAULT_POINTS")
+    assert removed.is_set(), "the trials never all held at their fault points"
     reference = {t.trial_id: pd.DataFrame(train(t.config).history).set_index("epoch")[CURVES]
                  for t in study.trials()}
     trials = assert_complete_and_equal(root, reference, epochs, "node removed")
-    assert trials["restarts"].sum() >= 1  # the removed node's trials started again elsewhere
+    assert trials["restarts"].sum() == 2  # the removed node's two trials started again elsewhere, once each
