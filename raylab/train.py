@@ -47,17 +47,22 @@ def fault_point(phase: str, epoch: int) -> None:
     chose, not wherever timing put them. Outside that test RAYLAB_FAULT_POINTS is unset and
     this returns at once. With it set to a folder, a trial that reaches a point named by a
     file <folder>/<trial>.<phase>.<epoch> (<trial>: the name of the trial's working folder,
-    Tune's trial name) renames it to ...hit.<pid> (atomic: a restarted trial passes on) and
-    waits there for the kill, or until the test deletes the hit file (it holds the trial
-    still while something else is killed, then lets it go on)."""
+    Tune's trial name, or `any` for the first process of any trial to get there, as a DDP
+    worker whose folder is Ray Train's) renames it to ...hit.<pid> (atomic: a restarted
+    trial passes on) and waits there for the kill, or until the test deletes the hit file
+    (it holds the trial still while something else is killed, then lets it go on)."""
     folder = os.environ.get("RAYLAB_FAULT_POINTS")
     if not folder:
         return
-    point = os.path.join(folder, f"{os.path.basename(os.getcwd())}.{phase}.{epoch}")
-    hit = f"{point}.hit.{os.getpid()}"
-    try:
-        os.rename(point, hit)
-    except FileNotFoundError:
+    for trial in (os.path.basename(os.getcwd()), "any"):
+        point = os.path.join(folder, f"{trial}.{phase}.{epoch}")
+        hit = f"{point}.hit.{os.getpid()}"
+        try:
+            os.rename(point, hit)
+            break
+        except FileNotFoundError:
+            continue
+    else:
         return
     deadline = time.monotonic() + 600
     while os.path.exists(hit):

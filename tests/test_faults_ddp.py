@@ -1,4 +1,4 @@
-"""A DDP trial (Ray Train, 2 gloo workers) SIGKILLed mid-run, at a random moment.
+"""A DDP trial (Ray Train, 2 gloo workers) SIGKILLed mid-run, at a point a seed picks.
 
 DDP trials keep raylab's own checkpoint file, as every other trial does
 (raylab/checkpoints.py: rank 0 writes it atomically after each epoch, every
@@ -37,18 +37,11 @@ def job(tmp_path) -> Path:
     return path
 
 
-def sweep(path: Path, storage: Path) -> subprocess.Popen:
+def sweep(path: Path, storage: Path, env: dict = ENV) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "raylab", "run", str(path), "--storage", str(storage),
                              "--workers", "2", "--num-cpus", "3", "--max-failures", "3", "--quiet"],
-                            cwd=ROOT, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL,
+                            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-
-
-def last_epoch(root: Path) -> int:
-    try:
-        return int(pd.read_parquet(root / METRICS)["epoch"].max())
-    except (OSError, ValueError, KeyError):  # not written yet
-        return -1
 
 
 def train_workers(driver: subprocess.Popen) -> list[psutil.Process]:
@@ -91,27 +84,32 @@ def test_ddp_trial_killed_mid_run_resumes_from_its_checkpoint_file(tmp_path):
     err = finish(clean, 600)
     assert clean.returncode == 0, err[-2000:]
 
-    seed = random.randrange(10**6)
+    seed = int(os.environ.get("RAYLAB_FAULT_SEED") or random.randrange(10**6))
     rng = random.Random(seed)
+    # Where the kill lands, the seed picks: mid-epoch or before evaluation, after a checkpoint
+    # exists and with epochs left. The first worker there holds (raylab.train.fault_point) until
+    # killed, so the kill cannot miss the run however fast this machine trains.
+    points = tmp_path / "points"
+    points.mkdir()
+    (points / f"any.{rng.choice(['train', 'eval'])}.{rng.randint(2, EPOCHS - 1)}").touch()
+    why = f"RAYLAB_FAULT_SEED={seed}, kill point {next(points.iterdir()).name}"
     root = tmp_path / "res" / "ddp"
-    driver = sweep(path, tmp_path / "res")
+    driver = sweep(path, tmp_path / "res", env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
     killed = None
     try:
         deadline = time.time() + 400
         while killed is None and driver.poll() is None and time.time() < deadline:
             time.sleep(0.2)
-            if 1 <= last_epoch(root) <= EPOCHS - 2:  # a checkpoint exists and epochs are left
-                time.sleep(rng.uniform(0.0, 1.0))  # mid-epoch, mid-evaluation or mid-checkpoint
-                workers = train_workers(driver)
-                if workers:
-                    killed = rng.choice(workers)
-                    killed.send_signal(signal.SIGKILL)
+            for hit in points.glob("*.hit.*"):
+                held = psutil.Process(int(hit.name.rsplit(".", 1)[1]))
+                assert held in train_workers(driver), f"{why}: the held process is no Train worker of this driver"
+                killed = held
+                killed.send_signal(signal.SIGKILL)
         err = finish(driver, 600)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    why = f"kill seed {seed}"
-    assert killed is not None, f"{why}: no Train worker found mid-run"
+    assert killed is not None, f"{why}: no Train worker reached the kill point"
     assert driver.returncode == 0, f"{why}: {err[-2000:]}"
 
     trials = read_table(str(root), TRIALS)
