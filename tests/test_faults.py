@@ -412,6 +412,42 @@ def test_storage_turning_read_only_mid_sweep_stops_cleanly_and_resumes(tmp_path,
     assert_complete_and_equal(root, reference_curves(path), epochs, "storage frozen mid-sweep")
 
 
+def test_mlflow_keeps_one_run_per_trial_across_a_driver_kill(tmp_path):
+    """`--log mlflow`, the driver SIGKILLed while a trial holds mid-sweep, then `raylab resume`:
+    the resumed trials continue their MLflow runs, so each trial is still one run with every epoch."""
+    from mlflow.tracking import MlflowClient
+
+    epochs = 4
+    path = write_job(tmp_path, "logged", [0.05, 0.01], images=600, epochs=epochs)
+    trial_ids = [t.trial_id for t in load_job(str(path)).trials()]
+    points = tmp_path / "points"
+    points.mkdir()
+    (points / f"{trial_ids[0]}.train.3").touch()  # it holds there until the kill: the driver dies mid-sweep
+    root = tmp_path / "res" / "logged"
+    driver = start("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet", "--log", "mlflow",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
+    try:
+        deadline = time.time() + 300
+        while not any(points.glob("*.hit.*")) and driver.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert any(points.glob("*.hit.*")), f"the trial never held at its fault point (driver exit {driver.poll()})"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+
+    proc = start("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-2000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("logged").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(trial_ids)
+    for run in runs:
+        steps = {m.step for m in client.get_metric_history(run.info.run_id, "val_acc")}
+        assert steps == set(range(epochs + 1)) and run.info.status == "FINISHED", run.info.run_name
+
+
 # ------------------------------------------------------------------ nodes
 def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path, monkeypatch):
     """Two worker nodes on a simulated cluster; one is killed mid-sweep."""

@@ -48,6 +48,17 @@ def mlflow_callback(root: str, study: str, tracking_uri: str | None = None):
         def log_trial_start(self, trial) -> None:
             if trial in self._trial_runs:
                 return
+            # After `raylab resume` this callback starts empty (Tune keeps no logger state):
+            # a trial that had a run before continues it, so each trial stays one run.
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            earlier = client.search_runs([self.mlflow_util.experiment_id], max_results=1,
+                                         filter_string=f"tags.trial_name = '{trial}'")
+            if earlier:
+                self._trial_runs[trial] = earlier[0].info.run_id
+                client.update_run(earlier[0].info.run_id, status="RUNNING")
+                return
             spec = resolve_spec(trial.config, str(trial))
             run = self.mlflow_util.start_run(run_name=str(trial), tags={
                 "trial_name": str(trial), "variant": spec["meta"]["variant"], "study": spec["meta"]["study"]})
