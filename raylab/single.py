@@ -12,10 +12,11 @@ from pathlib import Path
 from raylab.checkpoints import TrialFile, checkpoint_path
 from raylab.config import TrialConfig
 from raylab.errors import CheckpointError, UsageError
+from raylab.faults import InjectedFault
 from raylab.results import StudyWriter, epoch_record, running_best, trial_record, weight_records
 from raylab.storage import check_writable
 from raylab.study import Trial, variant_name
-from raylab.train import InjectedFault, format_epoch, train
+from raylab.train import format_epoch, train
 
 
 def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,

@@ -65,12 +65,12 @@ def assert_complete_and_equal(root: Path, reference: dict, epochs: int, why: str
 
 
 # ------------------------------------------------------------------ trial processes
-PHASES = ("train", "eval", "report")  # raylab.train.fault_point: mid-epoch, before evaluation, before the checkpoint
+PHASES = ("train", "eval", "report")  # raylab.faults.fault_point: mid-epoch, before evaluation, before the checkpoint
 
 
 def test_trials_killed_at_seeded_points_finish_with_identical_metrics(tmp_path):
     """Each of 3 trials is SIGKILLed once, at a phase and epoch the seed picks; the trial
-    waits at that point until the kill (raylab.train.fault_point), so a seed replays exactly."""
+    waits at that point until the kill (raylab.faults.fault_point), so a seed replays exactly."""
     epochs = 6
     path = write_job(tmp_path, "victims", [0.05, 0.02, 0.01], images=1500, epochs=epochs, augment=True)
     seed = fault_seed()

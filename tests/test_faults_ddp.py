@@ -87,7 +87,7 @@ def test_ddp_trial_killed_mid_run_resumes_from_its_checkpoint_file(tmp_path):
     seed = int(os.environ.get("RAYLAB_FAULT_SEED") or random.randrange(10**6))
     rng = random.Random(seed)
     # Where the kill lands, the seed picks: mid-epoch or before evaluation, after a checkpoint
-    # exists and with epochs left. The first worker there holds (raylab.train.fault_point) until
+    # exists and with epochs left. The first worker there holds (raylab.faults.fault_point) until
     # killed, so the kill cannot miss the run however fast this machine trains.
     points = tmp_path / "points"
     points.mkdir()

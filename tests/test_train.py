@@ -7,7 +7,8 @@ import torch
 from raylab.config import ConfigError, TrialConfig
 from raylab.data import load_dataset
 from raylab.schedule import lr_at
-from raylab.train import InjectedFault, l1_penalty, train
+from raylab.faults import InjectedFault
+from raylab.train import l1_penalty, train
 
 
 @pytest.fixture(scope="module")
