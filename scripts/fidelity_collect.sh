@@ -26,3 +26,4 @@ copy p3 course_fidelity jobs/course_fidelity.py
 dirs=(docs/results/assignment docs/results/lab3_resnet20)
 for p in p1 p2 p3; do [ -d docs/results/fidelity_$p ] && dirs+=(docs/results/fidelity_$p); done
 "$PY" -m raylab report "${dirs[@]}" --out docs/results
+"$PY" scripts/readme_verdicts.py  # README repeats the claims table: copied, never typed

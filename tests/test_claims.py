@@ -308,3 +308,13 @@ def test_every_job_file_declares_resolvable_claims():
             assert cfg["epochs"] in (30, 200) and (not cfg["augment"] or cfg["pad"] == "mean"), c.text
     swish = course[("lab2_swish", "Swish beats ReLU (BN, lr 0.1)")].configs
     assert swish["swish"]["lr"] == swish["relu"]["lr"] == 0.1 and swish["relu"]["batchnorm"]
+
+
+def test_readme_verdicts_are_the_claims_table_of_the_report():
+    """README's "Verdicts so far" repeats the claims table that opens docs/results/report.md,
+    copied by scripts/readme_verdicts.py (fidelity_collect.sh runs it): no verdict is typed."""
+    import runpy
+
+    render = runpy.run_path(str(ROOT / "scripts" / "readme_verdicts.py"))["render"]
+    readme = (ROOT / "README.md").read_text()
+    assert render(readme, (ROOT / "docs" / "results" / "report.md").read_text()) == readme
