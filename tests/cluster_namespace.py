@@ -29,6 +29,8 @@ HOME = WORK / "home"  # root's home inside the namespace (its /etc/passwd says s
 BUCKET = "raylab-ci"
 S3 = {"AWS_ENDPOINT_URL": "http://10.10.0.1:5000", "AWS_ACCESS_KEY_ID": "testing",
       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+# Fault points (raylab/faults.py) for the worker's trials: the killed-driver step holds one there.
+POINTS = WORK / "points"
 # Small and fast: 2 epochs of SimpleNN on 200 synthetic images, one thread per trial.
 FAST = "--data synthetic:200 --epochs 2 --set threads=1 --set batch_size=50 --quiet"
 
@@ -183,6 +185,7 @@ def local_config(key: Path) -> Path:
     head[-1] += f" --num-cpus=0 --num-gpus=0 --node-ip-address={HEAD_IP} --include-dashboard=true" + common
     worker = cfg["worker_start_ray_commands"]
     worker[-1] += f" --num-cpus=2 --num-gpus=2 --node-ip-address={WORKER_IP}" + common
+    worker[-1] = f"RAYLAB_FAULT_POINTS={POINTS} {worker[-1]}"  # the raylet's trial processes inherit it
     out = WORK / "cluster-local.yaml"
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return out
@@ -209,24 +212,27 @@ def main() -> None:
     step("ray job submit", f"ray job submit --address http://{HEAD_IP}:8265 --working-dir . -- "
                            f"python jobs/quickstart.py --storage {s3}/job {FAST}")
     step("report", f"raylab report {s3}/submit/quickstart --out {WORK}/report && raylab status {s3}/submit/assignment")
-    # A long sweep whose driver is killed mid-way, then resumed from S3 on the head.
+    # A long sweep whose driver is killed mid-way, then resumed from S3 on the head. The first
+    # trial to reach epoch 5 holds there (a fault point), so however fast this machine trains,
+    # the driver is mid-sweep when a second driver meets its lease and when it is killed.
+    POINTS.mkdir(exist_ok=True)
+    (POINTS / "any.train.5").touch()
     long = f"--storage {s3}/resume --data synthetic:200 --epochs 40 --set threads=1 --set batch_size=50 --quiet"
     runner = subprocess.Popen(["bash", "-c", f"ray submit {c} jobs/quickstart.py -- {long}"], cwd=ROOT,
                               env=user_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t = time.monotonic()
-    while time.monotonic() - t < 180:
-        p = subprocess.run(["raylab", "status", f"{s3}/resume/quickstart"], env=user_env(),
-                           capture_output=True, text=True)
-        rows = int(p.stdout.rsplit(";", 1)[-1].split()[0]) if p.returncode == 0 and ";" in p.stdout else 0
-        if rows >= 3:
-            break
-        time.sleep(2)
+    while time.monotonic() - t < 180 and not any(POINTS.glob("*.hit.*")):
+        time.sleep(1)
+    p = subprocess.run(["raylab", "status", f"{s3}/resume/quickstart"], env=user_env(), capture_output=True, text=True)
+    rows = int(p.stdout.rsplit(";", 1)[-1].split()[0]) if p.returncode == 0 and ";" in p.stdout else 0
     step("second driver", f"ray exec {c} 'raylab resume {s3}/resume/quickstart --quiet'", timeout=120)
     pids = driver_pids("quickstart.py")
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     runner.wait(timeout=60)
-    report("killed driver", seconds=round(time.monotonic() - t, 1), rc=0, out=f"epoch rows {rows}, pids {pids}")
+    held = sorted(h.name for h in POINTS.glob("*.hit.*"))
+    report("killed driver", seconds=round(time.monotonic() - t, 1), rc=0,
+           out=f"epoch rows {rows}, held {held}, pids {pids}")
     step("ray exec resume", f"ray exec {c} 'raylab resume {s3}/resume/quickstart --quiet'", timeout=300)
     step("check resumed", f"python -c {shlex.quote(CHECK)} {s3}/resume/quickstart 40")
     step("ray down", f"ray down -y {c}", timeout=120)
