@@ -388,11 +388,22 @@ def test_storage_turning_read_only_mid_sweep_stops_cleanly_and_resumes(tmp_path,
     epochs = 8
     path = write_job(tmp_path, "frozen", [0.05, 0.02, 0.01], images=1500, epochs=epochs, augment=True)
     root = tmp_path / "res" / "frozen"
+    # The first trial holds mid-sweep (a fault point) while the folder turns read-only, then goes
+    # on: its next rows must meet the frozen folder however fast this machine trains.
+    points = tmp_path / "points"
+    points.mkdir()
+    (points / f"{load_job(str(path)).trials()[0].trial_id}.train.4").touch()
     driver = start("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet",
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                   env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
     try:
-        wait_for_more_rows(root, since=0, driver=driver)
+        wait_for_more_rows(root, since=0, driver=driver, held=points)
+        deadline = time.time() + 240
+        while not any(points.glob("*.hit.*")) and driver.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
         read_only(root)  # the next Parquet rewrite cannot create its temp file
+        for hit in points.glob("*.hit.*"):
+            hit.unlink()  # let the held trial go on into the frozen folder
         _, err = driver.communicate(timeout=300)
     finally:
         if driver.poll() is None:
