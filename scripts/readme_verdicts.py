@@ -1,6 +1,6 @@
 """Copy the claims table that opens docs/results/report.md into README's "Verdicts so far":
 the claims with a verdict as a table, the rest named in the paragraph after it. Run from the
-checkout root after scripts/fidelity_collect.sh (which calls it), so README never types a verdict."""
+checkout root; scripts/fidelity_collect.sh runs it last, so README never types a verdict."""
 import re
 from pathlib import Path
 
