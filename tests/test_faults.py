@@ -90,7 +90,7 @@ def test_trials_killed_at_seeded_points_finish_with_identical_metrics(tmp_path):
     try:
         deadline = time.time() + 600
         while len(killed) < 3 and driver.poll() is None and time.time() < deadline:
-            for hit in points.glob("*.hit.*"):
+            for hit in held(points):
                 name, pid = hit.name.split(".hit.")
                 if name not in killed:
                     victim = psutil.Process(int(pid))
@@ -138,7 +138,7 @@ def test_driver_killed_again_and_again_then_resumed(tmp_path):
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             rows = wait_for_more_rows(root, since=rows_seen[-1] if rows_seen else 0, driver=driver,
-                                      held=points)
+                                      points=points)
             assert driver.poll() is None, "the sweep ended before it could be killed"
             if round_ == 0:  # far from the end: later drivers may be past their lock, finishing up
                 with pytest.raises(LockError, match=r"another raylab process \(pid \d+\) is running"):
@@ -163,15 +163,28 @@ def test_driver_killed_again_and_again_then_resumed(tmp_path):
     assert status.returncode == 0 and f"3 completed; {3 * (epochs + 1)} epoch rows" in status.stdout
 
 
-def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240, held: Path | None = None) -> int:
-    """Rows on disk once two more than `since` are, or once a trial holds at a fault point in `held`."""
+def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240, points: Path | None = None) -> int:
+    """Rows on disk once two more than `since` are, or once a trial holds at a fault point in `points`."""
     deadline = time.time() + timeout
     while time.time() < deadline and driver.poll() is None:
         rows = len(read_table(str(root), METRICS, required=False))  # compacted file and parts
-        if rows >= since + 2 or (held is not None and any(held.glob("*.hit.*"))):
+        if rows >= since + 2 or (points is not None and held(points)):
             return rows
         time.sleep(0.3)
     pytest.fail(f"the sweep made no progress in {timeout} s past {since} rows (driver exit {driver.poll()})")
+
+
+def held(points: Path) -> list[Path]:
+    """The hit files of trials holding at a fault point in `points` (raylab.faults.fault_point)."""
+    return list(points.glob("*.hit.*"))
+
+
+def wait_until_held(points: Path, driver, timeout: float) -> bool:
+    """Whether a trial holds at a fault point in `points` before the driver ends or `timeout` s pass."""
+    deadline = time.time() + timeout
+    while not held(points) and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    return bool(held(points))
 
 
 def test_two_drivers_started_at_once_on_one_folder(tmp_path):
@@ -202,10 +215,8 @@ def test_second_driver_meets_the_live_drivers_lock(tmp_path):
                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                   env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
     try:
-        deadline = time.time() + 300
-        while not (hits := list(points.glob("*.hit.*"))) and first.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-        assert hits, f"the trial never reached its fault point (driver exit {first.poll()})"
+        assert wait_until_held(points, first, 300), \
+            f"the trial never reached its fault point (driver exit {first.poll()})"
         for args, words in ((["resume", root], f"another raylab process (pid {first.pid}) is running a sweep"),
                             (["run", path, "--storage", tmp_path / "res"], "already holds a sweep")):
             second = subprocess.run([sys.executable, "-m", "raylab", *map(str, args), "--num-cpus", "1"],
@@ -213,7 +224,7 @@ def test_second_driver_meets_the_live_drivers_lock(tmp_path):
             lines = second.stderr.strip().splitlines()
             assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
             assert words in lines[0], lines[0]
-        psutil.Process(int(hits[0].name.split(".hit.")[1])).send_signal(signal.SIGKILL)  # let it go on
+        psutil.Process(int(held(points)[0].name.split(".hit.")[1])).send_signal(signal.SIGKILL)  # let it go on
         _, err = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -397,12 +408,10 @@ def test_storage_turning_read_only_mid_sweep_stops_cleanly_and_resumes(tmp_path,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                    env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
     try:
-        wait_for_more_rows(root, since=0, driver=driver, held=points)
-        deadline = time.time() + 240
-        while not any(points.glob("*.hit.*")) and driver.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
+        wait_for_more_rows(root, since=0, driver=driver)  # rows written before the freeze
+        wait_until_held(points, driver, 240)
         read_only(root)  # the next Parquet rewrite cannot create its temp file
-        for hit in points.glob("*.hit.*"):
+        for hit in held(points):
             hit.unlink()  # let the held trial go on into the frozen folder
         _, err = driver.communicate(timeout=300)
     finally:
@@ -439,10 +448,8 @@ def test_mlflow_keeps_one_run_per_trial_across_a_driver_kill(tmp_path):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
     try:
-        deadline = time.time() + 300
-        while not any(points.glob("*.hit.*")) and driver.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-        assert any(points.glob("*.hit.*")), f"the trial never held at its fault point (driver exit {driver.poll()})"
+        assert wait_until_held(points, driver, 300), \
+            f"the trial never held at its fault point (driver exit {driver.poll()})"
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -493,7 +500,7 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path, monkeypatch):
     def remove_when_busy():
         deadline = time.time() + 240
         while time.time() < deadline:
-            hits = list(points.glob("*.hit.*"))
+            hits = held(points)
             if len(hits) == 4:  # four 1-CPU trials on two 2-CPU nodes: two on each
                 cluster.remove_node(doomed, allow_graceful=False)
                 removed.set()
@@ -501,7 +508,7 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path, monkeypatch):
                     hit.unlink()  # the survivors go on; the moved trials pass their renamed points
                 return
             time.sleep(0.2)
-        for hit in points.glob("*.hit.*"):
+        for hit in held(points):
             hit.unlink()  # never all held: let the sweep end, and the assert below say so
 
     killer = threading.Thread(target=remove_when_busy)

@@ -368,6 +368,7 @@ def test_a_flush_does_not_wait_for_a_merge_and_a_failed_merge_is_reported(tmp_pa
         writer.wait_for_merges()  # ... and the driver hears of it (the next flush would raise it too)
     assert len(R.read_table(root, R.METRICS)) == 4  # every flushed row is still there
 
+
 def test_an_empty_first_compaction_does_not_turn_epochs_into_floats(tmp_path):
     """A sweep's first flush often holds only trial rows: it compacts to the contract's empty
     metrics file, whose epoch column is typed float. Later rows keep their integer epochs."""
@@ -382,6 +383,7 @@ def test_an_empty_first_compaction_does_not_turn_epochs_into_floats(tmp_path):
     writer.close()
     assert pq.read_schema(Path(root, R.METRICS)).field("epoch").type == "int64"
     assert R.read_table(root, R.METRICS)["epoch"].tolist() == [0, 1, 2]
+
 
 def test_streamed_merges_and_compaction_locally(tmp_path, monkeypatch):
     streamed_merges_keep_every_row(str(tmp_path / "big"), monkeypatch)
