@@ -71,9 +71,21 @@ def mlflow_callback(root: str, study: str, tracking_uri: str | None = None):
                 return
             if trial not in self._trial_runs:
                 self.log_trial_start(trial)
-            metrics = {k: v for k, v in result.items() if k not in SKIP and isinstance(v, (int, float))}
-            self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics,
-                                         step=int(result["epoch"]))
+            run_id = self._trial_runs[trial]
+            history = result.get("history") or []
+            if history:  # a restored trial replays its checkpoint's epochs: log those a killed driver never did
+                from mlflow.tracking import MlflowClient
+
+                logged = {m.step for m in MlflowClient(tracking_uri=self.tracking_uri).get_metric_history(
+                    run_id, "val_acc")}
+                for row in history:
+                    if int(row["epoch"]) not in logged:
+                        self._log_epoch(run_id, row)
+            self._log_epoch(run_id, result)
+
+        def _log_epoch(self, run_id: str, row: dict) -> None:
+            metrics = {k: v for k, v in row.items() if k not in SKIP and isinstance(v, (int, float))}
+            self.mlflow_util.log_metrics(run_id=run_id, metrics_to_log=metrics, step=int(row["epoch"]))
 
     uri = tracking_uri or ("sqlite:///" + root.rstrip("/") + "/mlflow.db" if "://" not in root else None)
     if uri is None:
