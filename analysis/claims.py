@@ -1,6 +1,6 @@
 """The course report's claims, each a tested verdict: reproduced, contradicted or inconclusive.
 
-Claims are declared next to their studies in the job files (`raylab.claim.Claim`)
+Claims are declared next to their studies in the job files (`raylab.declare.claim.Claim`)
 and carried in study.json with, per variant, the config its trials must have.
 A claim's samples are every completed trial with that config, in any of the
 folders given and under any study name (an identical config trained for
@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from raylab.claim import Claim, ClaimError
+from raylab.declare.claim import Claim, ClaimError
 from raylab.results import config_column
 
 from .intervals import LEVEL, MAX_SEEDS, one_sample, seeds_needed, t_cdf, t_quantile, welch  # noqa: F401

@@ -6,12 +6,12 @@
     study.split()                                      # a combined sweep: one Study per `study` value
 
 Reads compacted folders (the three files), the append-only parts of a running
-or killed sweep (raylab/parts.py) and mixes of both alike, one row per key.
+or killed sweep (raylab/results/parts.py) and mixes of both alike, one row per key.
 A running trial's row holds its best / final val acc so far, as the writer
 stored them; weights may be missing. Anything that is not a study folder
 raises StudyError with one line.
 
-A combined sweep (`raylab.study.combine`, e.g. jobs/assignment.py) writes one
+A combined sweep (`raylab.declare.study.combine`, e.g. jobs/assignment.py) writes one
 folder whose rows carry several values in the `study` column; an identical
 config is trained once and its rows are written under every study holding it.
 `study.split()` (= `split_studies(study)`) gives one Study per value, each as
@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from raylab import results as R
-from raylab.parts import has_table
+from raylab.results.parts import has_table
 
 # Config fields that describe where or how a trial ran, not what it studies:
 # never reported as a swept field even when they differ between variants.

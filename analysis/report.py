@@ -9,7 +9,7 @@ figure (`plots.config_colors`). `--format html` adds report.html
 (`analysis.report_html`: contents, heading anchors, readable on a phone).
 No timestamps: the same results give the same report.
 
-A combined folder (`raylab.study.combine`, e.g. results/assignment: several
+A combined folder (`raylab.declare.study.combine`, e.g. results/assignment: several
 values in the `study` column) is split with `Study.split()`: one section per
 study, each rendered as that study's own folder would be (its variants, swept
 fields, figures prefixed by its name, its `report` column), after a short
@@ -30,9 +30,9 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from raylab.claim import ClaimError
+from raylab.declare.claim import ClaimError
 from raylab.results import ResultsError
-from raylab.storage import is_uri
+from raylab.results.storage import is_uri
 
 from . import claims, plots
 from .load import Study, StudyError, load_study, shared_variants

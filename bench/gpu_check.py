@@ -8,9 +8,9 @@
 The GPU machine has Python 3.12, torch 2.11 and torchvision 0.26 but no Ray, no
 pip and no network; only the working tree travels (64 MiB a call). So this
 script installs nothing and imports raylab from the checkout it sits in.
-raylab entry points it calls: raylab.train.train, raylab.config.TrialConfig,
-raylab.data.load_dataset, raylab.models.build_model, and (in the sharing
-workers, as a Tune trial does every epoch) raylab.checkpoints.save_checkpoint.
+raylab entry points it calls: raylab.train.loop.train, raylab.declare.config.TrialConfig,
+raylab.data.sources.load_dataset, raylab.train.models.build_model, and (in the sharing
+workers, as a Tune trial does every epoch) raylab.train.checkpoints.save_checkpoint.
 
 Steps, each in its own process under its own time cap (a step that fails or
 runs out of time records its error and what it had measured; the rest go on).

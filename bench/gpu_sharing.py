@@ -1,6 +1,6 @@
 """gpu_check steps that run whole trials: N SimpleNN trials sharing one GPU, and ResNet-20's schedule.
 
-Sharing: each trial is a separate process running raylab.train.train, as a
+Sharing: each trial is a separate process running raylab.train.loop.train, as a
 fractional-GPU Tune trial is (bench/gpu_check.py says why not Ray itself).
 Each gets OMP_NUM_THREADS=1, as Ray gives a 1-CPU trial, and saves its
 checkpoint every epoch, as a trial does. All N load their data and open their
@@ -123,9 +123,9 @@ def recommend(runs: dict) -> dict:
 def worker(ctx_path: str, index: int, rundir: Path) -> None:
     ctx = json.loads(Path(ctx_path).read_text())
     import torch
-    from raylab.checkpoints import save_checkpoint
-    from raylab.config import TrialConfig
-    from raylab.train import train
+    from raylab.train.checkpoints import save_checkpoint
+    from raylab.declare.config import TrialConfig
+    from raylab.train.loop import train
     device = device_for(ctx)
     data = dataset_for(ctx)
     if device.type == "cuda":
@@ -157,8 +157,8 @@ class _OutOfTime(Exception):
 
 def step_resnet20(ctx: dict, rec: Record) -> None:
     """ResNet-20's step schedule (lr 0.1, x0.1 at each quarter), compressed into the epochs that fit."""
-    from raylab.config import TrialConfig
-    from raylab.train import train
+    from raylab.declare.config import TrialConfig
+    from raylab.train.loop import train
     deadline = time.monotonic() + ctx["cap_s"] - 5
     device = device_for(ctx)
     data = dataset_for(ctx)

@@ -54,7 +54,7 @@ def sync(device) -> None:
 
 
 def dataset_for(ctx: dict):
-    from raylab.data import load_dataset
+    from raylab.data.sources import load_dataset
     return load_dataset(ctx["data"], ctx["cache"], download=False)
 
 
@@ -220,8 +220,8 @@ def bare_loop(model_name: str, x, y, device, precision: str, compiled: bool, epo
     """The speed of light: permutation, normalise, forward/backward/step, nothing else."""
     import torch
     import torch.nn.functional as F
-    from raylab.config import CIFAR_MEAN, CIFAR_STD
-    from raylab.models import build_model
+    from raylab.declare.config import CIFAR_MEAN, CIFAR_STD
+    from raylab.train.models import build_model
     torch.manual_seed(0)
     model = build_model(model_name).to(device)
     if device.type == "cuda":
@@ -251,9 +251,9 @@ def bare_loop(model_name: str, x, y, device, precision: str, compiled: bool, epo
 
 
 def trainer_case(model: str, data, device, compiled: bool, epochs: int, batch: int) -> dict:
-    """raylab.train.train as a trial calls it; images/s is its own per-epoch training-phase figure."""
-    from raylab.config import TrialConfig
-    from raylab.train import train
+    """raylab.train.loop.train as a trial calls it; images/s is its own per-epoch training-phase figure."""
+    from raylab.declare.config import TrialConfig
+    from raylab.train.loop import train
     cfg = TrialConfig.from_dict(model=model, data=data.source, epochs=epochs, device=device.type,
                                 compile=compiled, batch_size=batch, lr=LR, momentum=MOMENTUM,
                                 weight_decay=WEIGHT_DECAY, seed=0)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/pad.py [--quick]
 
-raylab.batches.train_batches over 20k random uint8 CIFAR-sized images, batch 128,
+raylab.data.batches.train_batches over 20k random uint8 CIFAR-sized images, batch 128,
 augment on, one torch thread, 5 interleaved repeats (3 with --quick); prints
 one JSON object: median images/s of each and the median per-repeat ratio
 mean / zero. Paired within one run because the machine is shared.
@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from raylab.batches import train_batches
-from raylab.config import CIFAR_MEAN, CIFAR_STD
+from raylab.data.batches import train_batches
+from raylab.declare.config import CIFAR_MEAN, CIFAR_STD
 
 
 def main() -> None:

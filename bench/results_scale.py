@@ -51,7 +51,7 @@ class SyntheticTrial:
 
 
 def trial_configs(n: int) -> list[dict]:
-    from raylab.config import TrialConfig
+    from raylab.declare.config import TrialConfig
     base = TrialConfig(data="synthetic").to_dict()
     return [{**base, "lr": round(0.001 * (1 + i % 50), 4), "seed": i // 50} for i in range(n)]
 
@@ -133,7 +133,7 @@ def feed(callback, stream, flush_every: int, start: int = 0, on_flush=None) -> l
 
 # ------------------------------------------------------------------ one measurement
 def measure(root: str, n: int, args) -> dict:
-    from raylab import storage as S
+    from raylab.results import storage as S
     from raylab.sweep.callback import ParquetCallback
 
     written = [0]

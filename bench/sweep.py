@@ -51,11 +51,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raylab.batches import augment_batch
-from raylab.config import CIFAR_MEAN, CIFAR_STD, SweepOptions, TrialConfig
-from raylab.data import load_dataset
-from raylab.models import build_model
-from raylab.study import Study
+from raylab.data.batches import augment_batch
+from raylab.declare.config import CIFAR_MEAN, CIFAR_STD, SweepOptions, TrialConfig
+from raylab.data.sources import load_dataset
+from raylab.train.models import build_model
+from raylab.declare.study import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
@@ -233,7 +233,7 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
     """run_study under local Ray, timed in phases; with `memory`, worker memory is sampled."""
     import ray
 
-    import raylab.data
+    import raylab.data.sources
     import raylab.sweep.driver as rt
 
     study = Study(name, base=dict(model="simplenn", epochs=epochs, data=args.data, data_root=args.root,
@@ -244,7 +244,7 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
 
     # Instrument without changing raylab: time its data put, add a timeline callback.
     timeline = _Timeline()
-    orig_put, orig_run_config, orig_load = rt.put_shared_data, rt._run_config, raylab.data.load_dataset
+    orig_put, orig_run_config, orig_load = rt.put_shared_data, rt._run_config, raylab.data.sources.load_dataset
 
     def timed_load(*a, **k):
         t = time.perf_counter()
@@ -266,7 +266,7 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
         return rc
 
     sampler = _Sampler(memory)
-    rt.put_shared_data, rt._run_config, raylab.data.load_dataset = timed_put, run_config_with_timeline, timed_load
+    rt.put_shared_data, rt._run_config, raylab.data.sources.load_dataset = timed_put, run_config_with_timeline, timed_load
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         if not ray.is_initialized():
@@ -278,7 +278,7 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
         t2 = time.perf_counter()
         driver_cpu = time.process_time() - c0
     finally:
-        rt.put_shared_data, rt._run_config, raylab.data.load_dataset = orig_put, orig_run_config, orig_load
+        rt.put_shared_data, rt._run_config, raylab.data.sources.load_dataset = orig_put, orig_run_config, orig_load
         sampler.stop_flag.set()
         sampler.join()
     phases["cpu_seconds"] = driver_cpu + sampler.cpu_seconds()  # driver + every Ray process
@@ -340,7 +340,7 @@ def _analyse_timeline(tl: _Timeline, slots: int, wall: float, tuner_wall: float,
 def import_seconds() -> dict:
     """Fresh-interpreter import times: what every new Ray worker pays before training."""
     out = {}
-    for mod in ("torch", "ray", "raylab.train", "ray.tune"):
+    for mod in ("torch", "ray", "raylab.train.loop", "ray.tune"):
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", f"import {mod}"], check=True, cwd=ROOT)
         out[mod] = round(time.perf_counter() - t, 2)

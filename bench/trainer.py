@@ -8,11 +8,11 @@ the course report's DataLoader pipeline, SimpleNN on CIFAR-10, one JSON object o
 What is timed (all in one process, same torch thread count, same model,
 SGD lr 0.01 momentum 0.9 weight decay 1e-4, batch 128):
 
-    raylab       raylab.train.train(); images/s is its own per-epoch
+    raylab       raylab.train.loop.train(); images/s is its own per-epoch
                  `images_per_second` (training phase only: evaluation is
                  outside that window but inside `epoch_seconds`)
     bare         a hand-written loop over the same in-memory uint8 tensors:
-                 random permutation, optional raylab.batches.augment_batch,
+                 random permutation, optional raylab.data.batches.augment_batch,
                  normalise on the fly, forward/backward/step, no metrics.
                  The "speed of light" of the design.
     dataloader   per-image PIL transforms (ToTensor, Normalize; with augment
@@ -42,12 +42,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from raylab.config import CIFAR_MEAN, CIFAR_STD, TrialConfig
-from raylab.batches import augment_batch
-from raylab.data import load_dataset
-from raylab.models import build_model
-import raylab.train
-from raylab.train import train
+from raylab.declare.config import CIFAR_MEAN, CIFAR_STD, TrialConfig
+from raylab.data.batches import augment_batch
+from raylab.data.sources import load_dataset
+from raylab.train.models import build_model
+import raylab.train.loop
+from raylab.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
@@ -74,7 +74,7 @@ def run_raylab(data, source: str, augment: bool, epochs: int, threads: int) -> d
                                 augment=augment, seed=SEED, device="cpu", batch_size=BATCH,
                                 lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     cpu_seconds: list[float] = []
-    original = raylab.train.train_batches
+    original = raylab.train.loop.train_batches
 
     def timed_batches(*args, **kwargs):
         # CPU time of each training phase (the window train() times), read from outside:
@@ -83,13 +83,13 @@ def run_raylab(data, source: str, augment: bool, epochs: int, threads: int) -> d
         yield from original(*args, **kwargs)
         cpu_seconds.append(time.process_time() - c0)
 
-    raylab.train.train_batches = timed_batches
+    raylab.train.loop.train_batches = timed_batches
     try:
         t0 = time.perf_counter()
         out = train(cfg, data=data)
         wall = time.perf_counter() - t0
     finally:
-        raylab.train.train_batches = original
+        raylab.train.loop.train_batches = original
     rows = [r for r in out.history if r["epoch"] >= 1]
     ips = [r["images_per_second"] for r in rows]
     return {"images_per_second": statistics.median(ips),

@@ -1,7 +1,7 @@
 """The whole course report in one sweep: Lab 1, Lab 2 and Lab 3 studies side by side.
 Each row keeps its own study name, so `raylab report` splits them again."""
 from raylab import combine
-from raylab.job_files import sibling_study
+from raylab.declare.job_files import sibling_study
 
 PARTS = ["lab1_simplenn", "lab2_augment", "lab2_batchnorm", "lab2_swish", "lab2_lr_sweep",
          "lab2_lr_sweep_pipeline", "lab2_l2_sweep", "lab2_l2_sweep_pipeline", "lab2_l1_vs_l2",

@@ -9,21 +9,21 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # Job files write `from raylab import Study, grid, variant`; resolve lazily.
     if name in ("Study", "grid", "variant", "combine"):
-        from raylab import study
+        from raylab.declare import study
         return getattr(study, name)
     if name == "Claim":
-        from raylab.claim import Claim
+        from raylab.declare.claim import Claim
         return Claim
     if name in ("loguniform", "uniform", "choice", "randint"):  # search-space distributions
-        from raylab import search
-        return getattr(search, name)
+        from raylab.declare import space
+        return getattr(space, name)
     if name == "register_data":  # a data set built in Python: data="arrays:NAME"
-        from raylab.datasets import register_data
+        from raylab.data.datasets import register_data
         return register_data
     if name == "model":  # @raylab.model("mynet"): a job file's own network
-        from raylab.registry import model
+        from raylab.declare.registry import model
         return model
     if name == "TrialConfig":
-        from raylab.config import TrialConfig
+        from raylab.declare.config import TrialConfig
         return TrialConfig
     raise AttributeError(name)

@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from raylab.config import SweepOptions, TrialConfig, config_fields
+from raylab.declare.config import SweepOptions, TrialConfig, config_fields
 from raylab.errors import ConfigError, UsageError, UserError
-from raylab.study import Study, load_job, select
+from raylab.declare.study import Study, load_job, select
 
 # The disk, not the code: say which file, not where in raylab it happened.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
@@ -216,7 +216,7 @@ def sweep_options(args: argparse.Namespace, study: Study | None = None) -> Sweep
 
 # ------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from raylab.single import run_single
+    from raylab.train.standalone import run_single
 
     overrides = {name: getattr(args, name) for name in config_fields() if getattr(args, name, None) is not None}
     cfg = TrialConfig.from_dict(overrides)
@@ -298,7 +298,7 @@ def _int(value) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     """`raylab compact STUDY`: what a sweep does at its end, for one that was killed before it."""
-    from raylab.compaction import compact_study
+    from raylab.results.compaction import compact_study
 
     print(compact_study(args.study_dir))
     return 0
@@ -319,9 +319,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from raylab.models import MODELS, build_model
-    from raylab.registry import USER, describe_options
-    from raylab.summary import format_summary, model_summary
+    from raylab.train.models import MODELS, build_model
+    from raylab.declare.registry import USER, describe_options
+    from raylab.train.model_summary import format_summary, model_summary
 
     if args.job:  # runs the job file's top level, which registers its @raylab.model builders
         load_job(args.job)

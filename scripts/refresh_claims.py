@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from raylab.study import load_job
+from raylab.declare.study import load_job
 
 KEYS = ("claims", "reported", "pairs")
 

@@ -29,7 +29,7 @@ HOME = WORK / "home"  # root's home inside the namespace (its /etc/passwd says s
 BUCKET = "raylab-ci"
 S3 = {"AWS_ENDPOINT_URL": "http://10.10.0.1:5000", "AWS_ACCESS_KEY_ID": "testing",
       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-# Fault points (raylab/faults.py) for the worker's trials: the killed-driver step holds one there.
+# Fault points (raylab/train/faults.py) for the worker's trials: the killed-driver step holds one there.
 POINTS = WORK / "points"
 # Small and fast: 2 epochs of SimpleNN on 200 synthetic images, one thread per trial.
 FAST = "--data synthetic:200 --epochs 2 --set threads=1 --set batch_size=50 --quiet"

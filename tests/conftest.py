@@ -23,7 +23,7 @@ def shared_cifar():
 def real_cifar(shared_cifar, tmp_path_factory):
     """The real copy decoded in this run into a fresh cache, once per session (~10-14 s on
     the 2-core VM): a cache kept across runs would hide a JPEG decoding regression."""
-    from raylab.data import load_dataset
+    from raylab.data.sources import load_dataset
 
     return load_dataset(f"folder:{shared_cifar}", tmp_path_factory.mktemp("cifar-cache"))
 

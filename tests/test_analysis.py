@@ -398,7 +398,7 @@ def _section(text: str, heading: str) -> str:
 
 
 def test_combined_folder_splits_into_one_section_per_study(tmp_path):
-    # One folder, two `study` values, as raylab.study.combine writes it: lab1's baseline
+    # One folder, two `study` values, as raylab.declare.study.combine writes it: lab1's baseline
     # is the same run as the sweep's lr=0.01, so its rows appear under both studies.
     base = {"best": [0.66, 0.67]}
     write_study(tmp_path, "combo", {"lr=0.1": {"config": {"lr": 0.1}, "best": [0.70, 0.72]},

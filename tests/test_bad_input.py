@@ -73,8 +73,8 @@ def setup(kind, tmp):
         simplenn_run(tmp)
     elif kind == "foreign_checkpoint":
         simplenn_run(tmp)
-        from raylab.config import TrialConfig
-        from raylab.study import Trial, variant_name
+        from raylab.declare.config import TrialConfig
+        from raylab.declare.study import Trial, variant_name
         overrides = {"model": "resnet20", "batch_size": 50}
         tid = Trial("run", variant_name(overrides), 0, TrialConfig.from_dict(overrides)).trial_id
         ckpts = tmp / "run" / "checkpoints"
@@ -83,6 +83,10 @@ def setup(kind, tmp):
         simplenn_run(tmp)
         for ckpt in (tmp / "run" / "checkpoints").glob("*.pt"):
             ckpt.write_bytes(ckpt.read_bytes()[:100])
+    elif kind == "older_layout_sweep":  # tuner.pkl names raylab.tune, a module of the layout before subpackages
+        (tmp / "old" / "tune").mkdir(parents=True)
+        (tmp / "old" / "study.json").write_text('{"name": "old", "options": {}, "data_sources": []}')
+        (tmp / "old" / "tune" / "tuner.pkl").write_bytes(b"craylab.tune\n_trial_name\n.")
     elif kind == "plain_folder":
         (tmp / "plain").mkdir()
         (tmp / "plain" / "notes.txt").write_text("not a study")

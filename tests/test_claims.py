@@ -18,10 +18,10 @@ from analysis import claims as C
 from analysis.load import load_study
 from analysis.report import write_report
 from raylab import results as R
-from raylab.claim import Claim, ClaimError
-from raylab.config import TrialConfig
-from raylab.study import Study, combine, variant
-from raylab.study import select
+from raylab.declare.claim import Claim, ClaimError
+from raylab.declare.config import TrialConfig
+from raylab.declare.study import Study, combine, variant
+from raylab.declare.study import select
 
 from conftest import raylab_cmd
 
@@ -294,7 +294,7 @@ def test_job_file_claims_reach_the_report_through_a_real_sweep(tmp_path):
 
 
 def test_every_job_file_declares_resolvable_claims():
-    from raylab.study import load_job
+    from raylab.declare.study import load_job
 
     course = {}
     for path in sorted((ROOT / "jobs").glob("*.py")):

@@ -178,7 +178,7 @@ def test_every_trial_config_field_is_a_train_flag():
     import argparse
 
     from raylab.cli import build_parser
-    from raylab.config import HIDDEN_FIELDS, config_fields
+    from raylab.declare.config import HIDDEN_FIELDS, config_fields
 
     parser = build_parser()
     train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]

@@ -8,11 +8,11 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
-from raylab.checkpoints import checkpoint_path
-from raylab.config import SweepOptions
+from raylab.train.checkpoints import checkpoint_path
+from raylab.declare.config import SweepOptions
 from raylab.errors import ClusterError
 from raylab.results import TRIALS, read_table
-from raylab.study import Study, grid
+from raylab.declare.study import Study, grid
 from raylab.sweep.driver import run_study
 
 pytestmark = pytest.mark.timeout(900)  # a simulated cluster of real Ray processes
@@ -73,7 +73,7 @@ def test_cluster_yaml_passes_rays_launcher_validation():
 
 
 def test_default_resources_per_model_and_machine():
-    from raylab.config import TrialConfig
+    from raylab.declare.config import TrialConfig
     from raylab.sweep.resources import default_resources
 
     gpu_box, cpu_box = {"CPU": 16, "GPU": 4}, {"CPU": 16}

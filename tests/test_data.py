@@ -1,4 +1,4 @@
-"""raylab.data: augmentation semantics, normalisation, batching, sources, cache."""
+"""raylab.data.sources: augmentation semantics, normalisation, batching, sources, cache."""
 from __future__ import annotations
 
 import io
@@ -18,9 +18,9 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from raylab import batches as batching
-from raylab import data
-from raylab.data import DataError
+from raylab.data import batches as batching
+from raylab.data import sources as data
+from raylab.data.sources import DataError
 
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from raylab.config import CIFAR_MEAN, TrialConfig
-from raylab.data import DataError, load_dataset
-from raylab.datasets import channel_stats, register_data, with_stats
-from raylab.train import train
+from raylab.declare.config import CIFAR_MEAN, TrialConfig
+from raylab.data.sources import DataError, load_dataset
+from raylab.data.datasets import channel_stats, register_data, with_stats
+from raylab.train.loop import train
 
 RNG = np.random.default_rng(0)
 
@@ -130,7 +130,7 @@ def test_registered_arrays_train_and_survive_a_new_process(tmp_path):
     cfg = with_stats(TrialConfig.from_dict(data=source), ds)
     assert cfg.mean != CIFAR_MEAN and len(cfg.std) == 1
     # A resume runs no job file: the cache keeps the arrays.
-    from raylab import datasets
+    from raylab.data import datasets
     del datasets.ARRAYS["blobs"]
     again = load_dataset(source, tmp_path)
     assert torch.equal(again.train_x, ds.train_x)

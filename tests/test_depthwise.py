@@ -4,9 +4,9 @@ import subprocess
 import numpy as np
 import torch
 
-from raylab.models import MODELS, build_model
-from raylab.summary import model_summary
-from raylab.train import NEAR_ZERO, histogram_rows
+from raylab.train.models import MODELS, build_model
+from raylab.train.model_summary import model_summary
+from raylab.train.loop import NEAR_ZERO, histogram_rows
 
 from conftest import ROOT, raylab_cmd
 

@@ -19,9 +19,9 @@ import pytest
 
 from raylab.errors import LockError
 from raylab.results import METRICS, TRIALS, read_table
-from raylab.study import load_job
-from raylab.train import train
-from raylab.study_lock import lock_folder as _lock
+from raylab.declare.study import load_job
+from raylab.train.loop import train
+from raylab.results.lock import lock_folder as _lock
 
 # Every test here starts processes and kills them: slow, and bounded generously for a loaded CI box.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -65,12 +65,12 @@ def assert_complete_and_equal(root: Path, reference: dict, epochs: int, why: str
 
 
 # ------------------------------------------------------------------ trial processes
-PHASES = ("train", "eval", "report")  # raylab.faults.fault_point: mid-epoch, before evaluation, before the checkpoint
+PHASES = ("train", "eval", "report")  # raylab.train.faults.fault_point: mid-epoch, before evaluation, before the checkpoint
 
 
 def test_trials_killed_at_seeded_points_finish_with_identical_metrics(tmp_path):
     """Each of 3 trials is SIGKILLed once, at a phase and epoch the seed picks; the trial
-    waits at that point until the kill (raylab.faults.fault_point), so a seed replays exactly."""
+    waits at that point until the kill (raylab.train.faults.fault_point), so a seed replays exactly."""
     epochs = 6
     path = write_job(tmp_path, "victims", [0.05, 0.02, 0.01], images=1500, epochs=epochs, augment=True)
     seed = fault_seed()
@@ -175,7 +175,7 @@ def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240, poi
 
 
 def held(points: Path) -> list[Path]:
-    """The hit files of trials holding at a fault point in `points` (raylab.faults.fault_point)."""
+    """The hit files of trials holding at a fault point in `points` (raylab.train.faults.fault_point)."""
     return list(points.glob("*.hit.*"))
 
 
@@ -239,7 +239,7 @@ WRITER = """
 import sys, torch, pandas as pd
 from pathlib import Path
 from raylab.results import write_table
-from raylab.checkpoints import CHECKPOINT_VERSION, save_checkpoint
+from raylab.train.checkpoints import CHECKPOINT_VERSION, save_checkpoint
 folder, version = Path(sys.argv[1]), int(sys.argv[2])
 while True:  # until killed: every write is a new, self-consistent version
     version += 1
@@ -251,7 +251,7 @@ while True:  # until killed: every write is a new, self-consistent version
 
 
 def test_writers_killed_mid_write_leave_the_previous_version(tmp_path):
-    from raylab.checkpoints import load_checkpoint
+    from raylab.train.checkpoints import load_checkpoint
 
     seed = fault_seed()
     rng, version = random.Random(seed), 0
@@ -474,8 +474,8 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path, monkeypatch):
     import ray
     from ray.cluster_utils import Cluster
 
-    from raylab.study import Study, grid
-    from raylab.config import SweepOptions
+    from raylab.declare.study import Study, grid
+    from raylab.declare.config import SweepOptions
     from raylab.sweep.driver import run_study
 
     epochs = 4

@@ -1,7 +1,7 @@
 """A DDP trial (Ray Train, 2 gloo workers) SIGKILLed mid-run, at a point a seed picks.
 
 DDP trials keep raylab's own checkpoint file, as every other trial does
-(raylab/checkpoints.py: rank 0 writes it atomically after each epoch, every
+(raylab/train/checkpoints.py: rank 0 writes it atomically after each epoch, every
 rank reads it when the trial starts again). The killed trial must finish with
 the metrics of the same sweep run without a kill, and count one restart.
 """
@@ -87,7 +87,7 @@ def test_ddp_trial_killed_mid_run_resumes_from_its_checkpoint_file(tmp_path):
     seed = int(os.environ.get("RAYLAB_FAULT_SEED") or random.randrange(10**6))
     rng = random.Random(seed)
     # Where the kill lands, the seed picks: mid-epoch or before evaluation, after a checkpoint
-    # exists and with epochs left. The first worker there holds (raylab.faults.fault_point) until
+    # exists and with epochs left. The first worker there holds (raylab.train.faults.fault_point) until
     # killed, so the kill cannot miss the run however fast this machine trains.
     points = tmp_path / "points"
     points.mkdir()

@@ -17,11 +17,11 @@ import os
 
 import torch
 
-from raylab.checkpoints import load_checkpoint, save_checkpoint
-from raylab.config import TrialConfig
-from raylab.data import load_dataset
-from raylab.models import build_model
-from raylab.train import train
+from raylab.train.checkpoints import load_checkpoint, save_checkpoint
+from raylab.declare.config import TrialConfig
+from raylab.data.sources import load_dataset
+from raylab.train.models import build_model
+from raylab.train.loop import train
 
 try:
     import pytest

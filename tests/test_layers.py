@@ -1,9 +1,10 @@
 """The layers of the code, read from the source with `ast` (function-level imports included).
 
-Data flows one way: job file -> Study -> sweep driver -> trials (train.py) ->
-Parquet -> analysis. So the core never imports the sweep layer or the CLI,
-nothing imports in a circle, `analysis` needs neither Ray nor torch, and the
-CLI module itself loads neither until a command needs them.
+Data flows one way: job file -> Study -> sweep driver -> trials (raylab/train/) ->
+Parquet -> analysis. raylab's subpackages are layers, and a module imports only
+its own layer and the ones before it in LAYERS; nothing imports in a circle,
+`analysis` needs neither Ray nor torch, and the CLI module itself loads neither
+until a command needs them.
 """
 import ast
 import os
@@ -15,11 +16,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("raylab", "analysis")
-# Alias modules: study folders written before raylab/sweep/ name these in Tune's
-# pickles (tuner.pkl: raylab.tune._trial_name, raylab.parquet_callback.ParquetCallback,
-# raylab.trainable.raylab_trial). Each is one import of the sweep layer and nothing else.
-ALIASES = {"raylab.tune", "raylab.trainable", "raylab.parquet_callback"}
-TOP = {"raylab.cli", "raylab.__main__"}
+# raylab's layers, lowest first: a module may import its own layer and those before it.
+LAYERS = ("raylab.errors", "raylab.declare", "raylab.data", "raylab.results", "raylab.train", "raylab.sweep",
+          "raylab.cli")
+TOP = {"raylab.cli", "raylab.__main__", "raylab"}  # the CLI and the package's lazy face
 MAX_LINES = 350
 
 
@@ -34,8 +34,9 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
 
 
-def imports(path: Path, name: str) -> set[str]:
-    """Every module `path` imports, anywhere in it (top level, functions, try blocks)."""
+def imports(path: Path, name: str, known: frozenset[str] = frozenset()) -> set[str]:
+    """Every module `path` imports, anywhere in it (top level, functions, try blocks); `known`:
+    the project's module names, so `from pkg import submodule` counts the submodule only."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -47,26 +48,33 @@ def imports(path: Path, name: str) -> set[str]:
                 anchor = package.split(".")
                 anchor = anchor[:len(anchor) - node.level + 1]
                 base = ".".join(anchor + ([node.module] if node.module else []))
-            if node.module or not node.level:  # `from . import layout` names submodules, not the package
+            named = {f"{base}.{a.name}" for a in node.names}
+            out.update(named)  # `from raylab.results import parts` is a module
+            if not named <= known:  # a name that is no submodule comes from the package's face
                 out.add(base)
-            out.update(f"{base}.{a.name}" for a in node.names)  # `from raylab import study` is a module
     return out
 
 
 def graph() -> dict[str, set[str]]:
     mods = modules()
-    return {name: {m for m in imports(path, name) if m in mods and m != name} for name, path in mods.items()}
+    known = frozenset(mods)
+    return {name: {m for m in imports(path, name, known) if m in mods and m != name} for name, path in mods.items()}
 
 
-def is_core(name: str) -> bool:
-    return (name.startswith("raylab.") and not name.startswith("raylab.sweep")
-            and name not in TOP and name not in ALIASES)
+def layer(name: str) -> int | None:
+    """The index in LAYERS of a raylab module (`raylab.__main__` is the CLI's), None outside them."""
+    if name == "raylab.__main__":
+        name = "raylab.cli"
+    for i, prefix in enumerate(LAYERS):
+        if name == prefix or name.startswith(prefix + "."):
+            return i
+    return None
 
 
 def test_the_walk_sees_function_level_imports():
     g = graph()
     assert "raylab.sweep.driver" in g["raylab.cli"]  # imported inside cmd_run only
-    assert "raylab.models" in g["raylab.cli"]  # imported inside cmd_models only
+    assert "raylab.train.models" in g["raylab.cli"]  # imported inside cmd_models only
 
 
 def test_no_import_circle():
@@ -91,15 +99,24 @@ def test_no_import_circle():
             visit(m)
 
 
-def test_the_core_imports_neither_the_sweep_layer_nor_the_cli():
-    bad = [(m, n) for m, deps in graph().items() if is_core(m)
-           for n in deps if n.startswith("raylab.sweep") or n in TOP or n.startswith("analysis")]
-    assert not bad, f"core modules reaching up: {bad}"
+def test_every_raylab_module_sits_in_a_layer():
+    loose = [m for m in modules() if m.startswith("raylab") and m != "raylab" and layer(m) is None]
+    assert not loose, f"modules outside {LAYERS}: {loose}"
 
 
-def test_the_sweep_layer_does_not_import_the_cli():
-    bad = [(m, n) for m, deps in graph().items() if m.startswith("raylab.sweep") for n in deps if n in TOP]
-    assert not bad
+def test_imports_go_down_the_layers_only():
+    """declare < data < results < train < sweep < cli: nothing reaches up; of raylab, only the CLI
+    imports analysis (`raylab report`)."""
+    cli = layer("raylab.cli")
+    bad = [(m, n) for m, deps in graph().items() if layer(m) is not None
+           for n in deps if n == "raylab" or (n.startswith("analysis") and layer(m) != cli)
+           or (layer(n) or 0) > layer(m)]
+    assert not bad, f"modules reaching up: {bad}"
+
+
+def test_the_layer_check_would_catch_an_upward_import():
+    assert layer("raylab.train.loop") > layer("raylab.results.writer") > layer("raylab.declare.study")
+    assert layer("raylab.__main__") == layer("raylab.cli") == len(LAYERS) - 1
 
 
 def test_analysis_imports_neither_ray_nor_torch():
@@ -113,14 +130,6 @@ def test_no_module_over_the_size_limit():
     long = {str(p.relative_to(ROOT)): n for p in modules().values()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
-
-
-def test_aliases_stay_thin():
-    for name in ALIASES:
-        path = ROOT / (name.replace(".", "/") + ".py")
-        body = [n for n in ast.parse(path.read_text()).body if not isinstance(n, ast.Expr)]
-        assert len(body) == 1 and isinstance(body[0], ast.ImportFrom), name
-        assert body[0].module.startswith("raylab.sweep."), name
 
 
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["status", "nowhere"], ["compact", "nowhere"], ["train", "--lr"],

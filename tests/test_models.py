@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raylab.models import (ACTIVATIONS, MODELS, PadShortcut, ResNet, build_model,
+from raylab.train.models import (ACTIVATIONS, MODELS, PadShortcut, ResNet, build_model,
                            docstring_table, make_activation)
-from raylab.summary import format_summary
-from raylab.summary import model_summary as summarize
+from raylab.train.model_summary import format_summary
+from raylab.train.model_summary import model_summary as summarize
 
 RESNETS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 

@@ -9,7 +9,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from raylab.config import SweepOptions, TrialConfig
+from raylab.declare.config import SweepOptions, TrialConfig
 from raylab.errors import ClusterError
 from raylab.sweep.node_wait import cluster_can_grow, sized_cluster
 

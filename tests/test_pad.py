@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from raylab.config import CIFAR_MEAN, CIFAR_STD, ConfigError, TrialConfig
-from raylab.batches import PAD, _crop_flip, _draw_crop_flip, normalize, train_batches
+from raylab.declare.config import CIFAR_MEAN, CIFAR_STD, ConfigError, TrialConfig
+from raylab.data.batches import PAD, _crop_flip, _draw_crop_flip, normalize, train_batches
 
 from conftest import SHARED_CIFAR
 
@@ -134,8 +134,8 @@ def test_config_fields_validate():
 
 
 def test_training_runs_with_mean_padding_and_vflip():
-    from raylab.data import load_dataset
-    from raylab.train import train
+    from raylab.data.sources import load_dataset
+    from raylab.train.loop import train
 
     data = load_dataset("synthetic:200")
     cfg = TrialConfig.from_dict(dict(data="synthetic:200", epochs=1, augment=True, pad="mean", vflip=True,

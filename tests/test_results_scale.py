@@ -1,4 +1,4 @@
-"""Append-only results (raylab/parts.py): writers and compactions killed with a real
+"""Append-only results (raylab/results/parts.py): writers and compactions killed with a real
 SIGKILL at random moments, replayed epochs, old folders, a local S3 server.
 
 Reports come from bench/results_scale.py's synthetic sweep and go through the real
@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 import results_scale as B  # noqa: E402
 
 from analysis import load_study  # noqa: E402
-from raylab import parts as P  # noqa: E402
+from raylab.results import parts as P  # noqa: E402
 from raylab import results as R  # noqa: E402
-from raylab import storage as S  # noqa: E402
+from raylab.results import storage as S  # noqa: E402
 from raylab.sweep.callback import ParquetCallback  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -263,7 +263,7 @@ def test_compact_command_refuses_what_it_must_not_touch(tmp_path):
     root = tmp_path / "busy"
     parts_study(str(root), n=10)
     import fcntl
-    with open(root / ".lock", "a+") as lock:  # what a running driver holds (raylab.storage.lock_folder)
+    with open(root / ".lock", "a+") as lock:  # what a running driver holds (raylab.results.storage.lock_folder)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         proc = subprocess.run([sys.executable, "-m", "raylab", "compact", str(root)], cwd=ROOT,
                               env=ENV, capture_output=True, text=True, timeout=120)
@@ -294,7 +294,7 @@ def test_parts_compaction_and_load_on_s3(s3, tmp_path):
     assert keys and all("/parts/" in k for k in keys), keys
     partial = load_study(root)
     assert len(partial.metrics) == 30 * 11 and not partial.metrics.duplicated(["trial_id", "epoch"]).any()
-    from raylab.study_lock import StorageLease
+    from raylab.results.lock import StorageLease
     driver = StorageLease(root)  # what a running driver holds on an object store
     try:
         busy = subprocess.run([sys.executable, "-m", "raylab", "compact", root], cwd=ROOT, env=s3,

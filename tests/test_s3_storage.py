@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from raylab import study_lock
-from raylab.config import SweepOptions
+from raylab.results import lock as study_lock
+from raylab.declare.config import SweepOptions
 from raylab.errors import LockError
 from raylab.results import TRIALS, read_table
-from raylab.study import Study, grid
-from raylab.study_lock import LEASE, StorageLease, read_lease
+from raylab.declare.study import Study, grid
+from raylab.results.lock import LEASE, StorageLease, read_lease
 from raylab.sweep.driver import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def test_second_driver_is_refused_while_the_lease_is_fresh(s3_env):
 
 
 def _plant(root: str, **record) -> None:
-    from raylab.storage import write_bytes
+    from raylab.results.storage import write_bytes
     write_bytes(json.dumps({"token": "other", **record}).encode(), f"{root}/{LEASE}")
 
 

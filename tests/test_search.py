@@ -1,4 +1,4 @@
-"""Search spaces (raylab.search): distributions in a Study, random and Optuna searches on a
+"""Search spaces (raylab.declare.space): distributions in a Study, random and Optuna searches on a
 real local Ray and synthetic data, names and config columns of sampled trials, resume after
 a driver kill, and bad input as one line with exit 2."""
 import os
@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raylab.config import ConfigError
+from raylab.declare.config import ConfigError
 from raylab.results import METRICS, TRIALS, read_table
-from raylab.search import as_dist, choice, loguniform, randint, uniform
-from raylab.study import Study, grid, sampled_name
+from raylab.declare.space import as_dist, choice, loguniform, randint, uniform
+from raylab.declare.study import Study, grid, sampled_name
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}

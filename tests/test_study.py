@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from raylab.config import ConfigError
-from raylab.study import Study, combine, grid, variant, variant_name
-from raylab.study import load_job, select
+from raylab.declare.config import ConfigError
+from raylab.declare.study import Study, combine, grid, variant, variant_name
+from raylab.declare.study import load_job, select
 
 JOBS = sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.py"))
 

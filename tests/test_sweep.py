@@ -5,10 +5,10 @@ import ray
 
 pytestmark = pytest.mark.timeout(900)  # real local Ray on a loaded 2-core box
 
-from raylab.checkpoints import checkpoint_path, load_checkpoint
-from raylab.config import SweepOptions
+from raylab.train.checkpoints import checkpoint_path, load_checkpoint
+from raylab.declare.config import SweepOptions
 from raylab.results import METRICS, TRIALS, WEIGHTS, read_table
-from raylab.study import Study, grid, variant
+from raylab.declare.study import Study, grid, variant
 from raylab.sweep.driver import run_study
 
 EPOCHS = 2
@@ -95,7 +95,7 @@ def test_ddp_trial_with_two_gloo_workers(local_ray, tmp_path):
     assert trials["status"].tolist() == ["completed"]
     assert list(two.index) == [0, 1, 2]
     assert train_workers() - workers_before == 2  # Ray Train's worker actors of this trial
-    # Rank 0 kept the trial's checkpoint file (raylab/checkpoints.py), at the last epoch.
+    # Rank 0 kept the trial's checkpoint file (raylab/train/checkpoints.py), at the last epoch.
     assert load_checkpoint(checkpoint_path(str(tmp_path / "ddp"), trials["trial_id"].item()))["epoch"] == 2
     assert one.loc[2, "val_acc"] > 0.3 and one.loc[2, "train_loss"] < 2.0  # learnt: chance is 0.1 and 2.30
     # Each epoch sees the whole training set once across the two workers, and the two
@@ -136,7 +136,7 @@ def test_storage_given_as_a_filesystem_uri(local_ray, tmp_path):
 def test_combined_sweep_trains_a_shared_config_once_under_both_studies(local_ray, tmp_path):
     """Through Tune: lab's baseline is sweep's lr=0.02; it trains once and its rows appear
     under both studies, with the same numbers."""
-    from raylab.study import combine
+    from raylab.declare.study import combine
 
     base = dict(data="synthetic:200", data_root=str(tmp_path / "data"), epochs=1, threads=1, batch_size=50)
     lab = Study("lab", [variant("baseline")], {**base, "lr": 0.02})
@@ -157,7 +157,7 @@ def test_trials_map_the_drivers_object_store_copy_of_the_data(local_ray, tmp_pat
     back to loading the source itself would find no data here: the source is gone by then."""
     import shutil
 
-    from raylab import data as data_module
+    from raylab.data import sources as data_module
 
     tree = tmp_path / "tree"
     for split in ("train", "test"):

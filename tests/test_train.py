@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from raylab.config import ConfigError, TrialConfig
-from raylab.data import load_dataset
-from raylab.schedule import lr_at
-from raylab.faults import InjectedFault
-from raylab.train import l1_penalty, train
+from raylab.declare.config import ConfigError, TrialConfig
+from raylab.data.sources import load_dataset
+from raylab.train.schedule import lr_at
+from raylab.train.faults import InjectedFault
+from raylab.train.loop import l1_penalty, train
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_learning_beats_chance(data):
     assert out.status == "completed"
     assert out.best_val_acc > 0.4  # chance is 0.1
     assert out.history[-1]["train_loss"] < out.history[0]["train_loss"]
-    assert out.n_params == sum(p.numel() for p in __import__("raylab.models", fromlist=["x"]).build_model("simplenn").parameters())
+    assert out.n_params == sum(p.numel() for p in __import__("raylab.train.models", fromlist=["x"]).build_model("simplenn").parameters())
 
 
 def test_l1_gradient_reaches_the_weights():
@@ -57,8 +57,8 @@ def test_l1_shrinks_weights_in_training(data):
 
 
 def test_regularize_weights_only_leaves_biases_alone(data):
-    from raylab.models import build_model
-    from raylab.train import _optimizer
+    from raylab.train.models import build_model
+    from raylab.train.loop import _optimizer
     model = build_model("simplenn")
     groups = _optimizer(cfg(regularize="weights", weight_decay=0.01), model).param_groups
     decayed = [p for g in groups if g["weight_decay"] > 0 for p in g["params"]]

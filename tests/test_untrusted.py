@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raylab import archive as untrusted_reader
-from raylab import data
-from raylab.data import DataError
+from raylab.data import archive as untrusted_reader
+from raylab.data import sources as data
+from raylab.data.sources import DataError
 
 ZEROS_MB = 100  # compresses to ~100 KB; over the default 64 MiB per-member limit
 
@@ -226,7 +226,8 @@ CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches
 PEAK_OF_LOAD = """
 import sys
 from pathlib import Path
-from raylab import archive, data
+from raylab.data import archive
+from raylab.data import sources as data
 
 
 def kib(field):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from raylab.config import ConfigError, TrialConfig
-from raylab.registry import USER
+from raylab.declare.config import ConfigError, TrialConfig
+from raylab.declare.registry import USER
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -48,7 +48,7 @@ def raylab(*args, timeout=300):
 
 
 def test_options_are_checked_like_config_fields(tmp_path):
-    from raylab.study import load_job
+    from raylab.declare.study import load_job
 
     study = load_job(str(write(tmp_path)))
     assert "tinynet" in USER and study.trials()[0].config.model_options == '{"width": 6}'
@@ -99,8 +99,8 @@ def test_job_file_model_trains_on_a_second_node_without_the_file(worker_only_clu
     import ray
 
     from raylab.results import METRICS, TRIALS, read_table
-    from raylab.study import load_job
-    from raylab.config import SweepOptions
+    from raylab.declare.study import load_job
+    from raylab.declare.config import SweepOptions
     from raylab.sweep.driver import run_study
 
     path = write(tmp_path, width=5, folder="gone")

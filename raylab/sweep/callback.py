@@ -1,6 +1,6 @@
 """Driver side of a sweep: reported epochs -> the three Parquet tables, kept fresh.
 
-Each flush appends only what is new (raylab/parts.py); the sweep's end compacts.
+Each flush appends only what is new (raylab/results/parts.py); the sweep's end compacts.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ray.tune import Callback
 
 from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StudyWriter, epoch_record, running_best,
                             trial_record, weight_records)
-from raylab.search import resolve_spec
+from raylab.sweep.spec import resolve_spec
 
 
 class ParquetCallback(Callback):
@@ -124,7 +124,7 @@ def _so_far(previous: dict | None, rows: list[dict]) -> dict:
 
 
 def _spec(trial) -> dict:
-    """The trial's spec with a sampled trial's values, id and variant merged in (raylab.search)."""
+    """The trial's spec with a sampled trial's values, id and variant merged in (raylab.declare.space)."""
     return resolve_spec(trial.config, str(trial))
 
 

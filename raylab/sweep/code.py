@@ -1,4 +1,4 @@
-"""A job file's own models (raylab/registry.py), shipped to trials and checked before they run.
+"""A job file's own models (raylab/declare/registry.py), shipped to trials and checked before they run.
 
 Trials run in other processes and on other nodes, where the job file is not
 importable: the driver pickles each user model *by value* into the trial spec
@@ -13,7 +13,7 @@ import sys
 from ray import cloudpickle  # the copy Ray itself pickles functions and configs with
 
 from raylab.errors import ConfigError
-from raylab.registry import BY_VALUE, USER, check_logits, model
+from raylab.declare.registry import BY_VALUE, USER, check_logits, model
 from raylab.sweep.shared_data import data_key
 
 
@@ -40,7 +40,7 @@ def check_user_models(trials, refs: dict) -> None:
     so a model that returns no logits is refused in one line before a trial runs."""
     import ray
 
-    from raylab.models import build_model, model_summary
+    from raylab.train.models import build_model, model_summary
 
     seen = set()
     for t in trials:

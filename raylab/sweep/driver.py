@@ -15,12 +15,12 @@ import logging
 import os
 from dataclasses import asdict
 
-from raylab.checkpoints import checkpoint_path
-from raylab.config import ConfigError, SweepOptions
+from raylab.train.checkpoints import checkpoint_path
+from raylab.declare.config import ConfigError, SweepOptions
 from raylab.errors import ClusterError, LockError
-from raylab.storage import absolute, exists, join, read_json, write_json
-from raylab.study import Study
-from raylab.study_lock import lock_folder
+from raylab.results.storage import absolute, exists, join, read_json, resolve_fs, write_json
+from raylab.declare.study import Study
+from raylab.results.lock import lock_folder
 from raylab.sweep import code, searcher
 from raylab.sweep.callback import ParquetCallback
 from raylab.sweep.node_wait import sized_cluster
@@ -83,6 +83,7 @@ def resume_study(path: str, opts: SweepOptions | None = None):
     if not exists(join(root, TUNE_DIR, "tuner.pkl")) or not exists(join(root, STUDY_JSON)):
         raise ConfigError(f"{path} holds no sweep to resume (no {TUNE_DIR}/tuner.pkl): "
                           "give the study folder, e.g. results/lab2_lr_sweep")
+    _refuse_older_layout(root)
     meta = read_json(join(root, STUDY_JSON))
     saved = SweepOptions(**{k: v for k, v in meta["options"].items() if k in SweepOptions.__dataclass_fields__})
     if opts is not None:  # where to connect can change between runs; what to train cannot
@@ -98,12 +99,32 @@ def resume_study(path: str, opts: SweepOptions | None = None):
         lock.close()
 
 
+def _refuse_older_layout(root: str) -> None:
+    """Tune's tuner.pkl names the functions it calls by module path. A folder written before
+    raylab's modules moved into subpackages names modules that no longer exist, and Tune's
+    restore would fail with a traceback deep in unpickling: say so in one line, before Ray starts."""
+    import pickle
+
+    fs, path = resolve_fs(join(root, TUNE_DIR, "tuner.pkl"))
+    with fs.open_input_file(path) as fh:
+        data = fh.read()
+    try:
+        pickle.loads(data)  # what Tuner.restore does first; the study's own folder, as resume always trusted
+    except (ImportError, AttributeError) as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        if "raylab" not in str(missing) and "raylab" not in str(exc):
+            raise
+        raise ConfigError(f"{root} was written by an older raylab whose module {missing} no longer exists, "
+                          "so its sweep cannot resume: its Parquet results still read (`raylab report`); "
+                          "rerun the study into another --storage to finish it") from None
+
+
 def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
     """Everything a trial needs, as plain data: it is what Tune stores and restores."""
     res = default_resources(trial.config, opts, cluster)
     metas = trial.metas()
     return {"meta": metas[0], "aliases": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
-            "root": root,  # a sampled trial's checkpoint path is made from its name there (search.resolve_spec)
+            "root": root,  # a sampled trial's checkpoint path is made from its name there (sweep/spec.py)
             "pbt": opts.scheduler == "pbt",  # report checkpoints to Tune for PBT to clone (sweep/pbt.py)
             "code": code.pack({trial.config.model}),  # a job file's model, by value (sweep/code.py)
             "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp"),

@@ -14,7 +14,7 @@ import logging
 from ray.tune.logger import TBXLoggerCallback
 
 from raylab.errors import ConfigError
-from raylab.search import resolve_spec
+from raylab.sweep.spec import resolve_spec
 
 SKIP = ("history", "weights", "final", "restarts")  # lists of dicts and bookkeeping, not curves
 # Tune's logger says at INFO, on every trial's end, that it left tuple-valued config out of

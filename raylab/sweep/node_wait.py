@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from raylab.config import TrialConfig
+from raylab.declare.config import TrialConfig
 from raylab.errors import ClusterError
 from raylab.sweep.resources import check_resources, default_resources
 

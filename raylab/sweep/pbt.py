@@ -55,7 +55,7 @@ def start_state(own: dict | None, trial_id: str) -> tuple[dict | None, bool]:
     """
     from ray import tune
 
-    from raylab.checkpoints import load_checkpoint
+    from raylab.train.checkpoints import load_checkpoint
 
     ckpt = tune.get_checkpoint()
     if ckpt is None:
@@ -70,7 +70,7 @@ def report(metrics: dict, state: dict, trial_id: str) -> None:
     """tune.report with the epoch's checkpoint attached, for PBT to clone."""
     from ray import tune
 
-    from raylab.checkpoints import save_checkpoint
+    from raylab.train.checkpoints import save_checkpoint
 
     with tempfile.TemporaryDirectory() as d:
         save_checkpoint(state, Path(d) / FILE)

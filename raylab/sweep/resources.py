@@ -1,7 +1,7 @@
 """How much of a machine each trial gets, and refusing what no node can run."""
 from __future__ import annotations
 
-from raylab.config import ConfigError, SweepOptions, TrialConfig, check_gpu_share
+from raylab.declare.config import ConfigError, SweepOptions, TrialConfig, check_gpu_share
 from raylab.errors import ClusterError
 
 DDP_DRIVER_CPU = 0.001  # a DDP trial only waits on its Train workers; Ray needs some resource

@@ -1,4 +1,4 @@
-"""The Tune side of a search space (raylab/search.py holds the plain-data side):
+"""The Tune side of a search space (raylab/declare/space.py holds the plain-data side):
 distributions as Tune domains, the param_space, the search algorithm, and a
 sampled trial's name.
 """
@@ -7,8 +7,8 @@ from __future__ import annotations
 from ray import tune
 
 from raylab.errors import ConfigError
-from raylab.search import SEARCHES, Dist
-from raylab.study import sampled_name
+from raylab.declare.space import SEARCHES, Dist
+from raylab.declare.study import sampled_name
 
 
 def to_tune(dist: Dist):

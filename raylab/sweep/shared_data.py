@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from raylab.config import TrialConfig
+from raylab.declare.config import TrialConfig
 
 
 def data_key(cfg: TrialConfig | dict) -> str:
@@ -29,7 +29,7 @@ def put_shared_data(sources: list[dict]) -> dict:
     Returns {data_key: ObjectRef}."""
     import ray
 
-    from raylab.data import load_dataset
+    from raylab.data.sources import load_dataset
 
     out = {}
     for src in sources:
@@ -42,7 +42,7 @@ def put_shared_data(sources: list[dict]) -> dict:
 
 def trial_dataset(cfg: TrialConfig, data_ref):
     """The node's shared copy from the object store; decoded from disk only without one."""
-    from raylab.data import Dataset, load_dataset
+    from raylab.data.sources import Dataset, load_dataset
 
     if data_ref is None:
         return load_dataset(cfg.data, cfg.data_root, download=cfg.download)

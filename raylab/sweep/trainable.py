@@ -1,7 +1,7 @@
 """The Tune trainable: one variant-seed pair, from config dict to `train()`.
 
 One `tune.report` per epoch. The trial keeps its own checkpoint file
-(raylab/checkpoints.py) and reads it whenever it starts. With `workers > 1`
+(raylab/train/checkpoints.py) and reads it whenever it starts. With `workers > 1`
 the trial drives a Ray Train TorchTrainer (DDP) instead: its rank 0 writes
 the same file, every rank reads it on a restart, and the workers' reports
 reach Tune through TuneReportCallback. How often a trial was restarted is
@@ -9,7 +9,7 @@ counted by the driver, where Tune retries it (sweep/callback.py).
 """
 from __future__ import annotations
 
-from raylab.config import TrialConfig
+from raylab.declare.config import TrialConfig
 from raylab.sweep.shared_data import trial_dataset
 
 
@@ -18,7 +18,7 @@ def raylab_trial(config: dict, data_refs: dict | None = None) -> None:
     a sampled trial's values come under `sampled` and are merged in by resolve_spec."""
     from ray import tune
 
-    from raylab.search import resolve_spec
+    from raylab.sweep.spec import resolve_spec
     from raylab.sweep.code import install
 
     install(config["spec"].get("code"))  # a job file's model, shipped by value: the worker cannot import it
@@ -45,8 +45,8 @@ def _train_and_report(cfg: TrialConfig, path: str, data_ref, send, rank: int, pb
     DDP worker (send = ray.train.report): resume from `path`, write it every epoch.
     Under PBT (`pbt_id`: this trial's id) each report also hands Tune the checkpoint,
     and the trial may start from another trial's (sweep/pbt.py)."""
-    from raylab.checkpoints import TrialFile, check_resumable
-    from raylab.train import train
+    from raylab.train.checkpoints import TrialFile, check_resumable
+    from raylab.train.loop import train
 
     ckpt = TrialFile(path, cfg)
     state, cloned, extra = ckpt.state, False, {}

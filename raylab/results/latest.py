@@ -7,7 +7,7 @@ columns alone.
                                 latest source that holds that trial
 
 A writer merging parts reads only these columns of every source to decide what
-survives, then streams each source through its mask (raylab/parts.py): its memory
+survives, then streams each source through its mask (raylab/results/parts.py): its memory
 holds keys and one source, not the study. Keys become integer codes: no Python
 object per row. This module imports neither torch nor Ray.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raylab import tables as T
+from raylab.results import contract as T
 
 KEYS = {T.METRICS: ["trial_id", "epoch"], T.TRIALS: ["trial_id"], T.WEIGHTS: ["trial_id"]}
 

@@ -27,17 +27,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from raylab import checkpoints
-from raylab.batches import eval_batches, train_batches
-from raylab.config import ConfigError, TrialConfig
-from raylab.data import Dataset, holdout_split, load_dataset
-from raylab.datasets import with_stats
-from raylab.faults import InjectedFault, fault_point
-from raylab.models import build_model
-from raylab.registry import check_logits
+from raylab.train import checkpoints
+from raylab.data.batches import eval_batches, train_batches
+from raylab.declare.config import ConfigError, TrialConfig
+from raylab.data.sources import Dataset, holdout_split, load_dataset
+from raylab.data.datasets import with_stats
+from raylab.train.faults import InjectedFault, fault_point
+from raylab.train.models import build_model
+from raylab.declare.registry import check_logits
 from raylab.results import best_and_final, epoch_row
-from raylab.schedule import lr_at
-from raylab.summary import model_summary
+from raylab.train.schedule import lr_at
+from raylab.train.model_summary import model_summary
 
 EPOCH0_TRAIN_IMAGES = 10_000
 Report = Callable[[dict, Callable[[], dict]], None]

@@ -21,7 +21,7 @@ import time
 import uuid
 
 from raylab.errors import LockError, StorageError
-from raylab.storage import check_writable, is_uri, join, resolve_fs, write_bytes
+from raylab.results.storage import check_writable, is_uri, join, resolve_fs, write_bytes
 
 LEASE = ".lease.json"
 HEARTBEAT_S = 10.0

@@ -25,18 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from raylab.archive import stat_key
+from raylab.data.archive import stat_key
+from raylab.declare.config import is_dataset_source
 from raylab.errors import DataError
 
-NAMES = ("cifar100", "svhn", "mnist", "fashionmnist")
 MNIST_PAD = 2  # 28 + 2 * 2 = 32
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                    "Bag", "Ankle boot"]
 ARRAYS: dict[str, tuple] = {}  # NAME -> (classes, train_x, train_y, test_x, test_y), NHWC uint8
-
-
-def is_source(source: str) -> bool:
-    return source in NAMES or (source.startswith("arrays:") and len(source) > len("arrays:"))
 
 
 def locate(source: str, root: Path, download: bool):
@@ -219,7 +215,7 @@ def with_stats(cfg, data):
     """The config with the data set's normalisation when the config kept the CIFAR-10 default
     and the source is one of this module's (cifar10, folder: and synthetic keep the course's)."""
     default = {f.name: f.default for f in dataclasses.fields(cfg)}  # TrialConfig's: CIFAR-10's mean/std
-    if not is_source(data.source) or (tuple(cfg.mean), tuple(cfg.std)) != (default["mean"], default["std"]):
+    if not is_dataset_source(data.source) or (tuple(cfg.mean), tuple(cfg.std)) != (default["mean"], default["std"]):
         return cfg
     if data.source in PUBLISHED:
         mean, std = PUBLISHED[data.source]

@@ -1,4 +1,4 @@
-"""Data sources -> uint8 tensors, decoded once and cached on disk (batches: raylab/batches.py).
+"""Data sources -> uint8 tensors, decoded once and cached on disk (batches: raylab/data/batches.py).
 
 Why not a DataLoader: per-image PIL transforms in loader workers cap a small
 CIFAR model at ~15-20k images/s and eat the cores other trials need. Here a
@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raylab.archive import decode_folder, stat_key, tree_files
+from raylab.data.archive import decode_folder, stat_key, tree_files
+from raylab.declare.config import DATA_SETS, is_dataset_source
 from raylab.errors import DataError
 
 CACHE_VERSION = 1  # bump when decoding changes, so stale caches are not reused
@@ -90,10 +91,10 @@ def load_dataset(source: str, root: str | Path = "data", *, download: bool = Tru
             # archive (ImageNet-size: minutes), while any rewrite of the file changes mtime_ns.
             fingerprint = [stat_key(path)]
         return _cached(source, root, path.name, fingerprint, lambda: decode_folder(path))
-    from raylab import datasets  # cifar100, svhn, mnist, fashionmnist, arrays:NAME
-    if datasets.is_source(source):
+    from raylab.data import datasets  # cifar100, svhn, mnist, fashionmnist, arrays:NAME
+    if is_dataset_source(source):
         return _cached(source, root, *datasets.locate(source, root, download))
-    raise DataError(f"unknown data source '{source}': use cifar10, {', '.join(datasets.NAMES)}, "
+    raise DataError(f"unknown data source '{source}': use cifar10, {', '.join(DATA_SETS)}, "
                     "folder:PATH, arrays:NAME or synthetic[:N]")
 
 

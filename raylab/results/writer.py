@@ -1,103 +1,20 @@
-"""The Parquet contract: one folder per study holding three tidy tables.
-
-    metrics.parquet  one row per (trial_id, epoch); epoch 0 = evaluation before training
-    trials.parquet   one row per trial_id
-    weights.parquet  per-layer histograms of each trial's final weights
-
-Every row carries the trial's resolved config as plain columns named after the
-config fields, except the config's `lr`, which is `base_lr` (in metrics, `lr`
-is the learning rate used during that epoch). Tuple fields (mean, std,
-milestones) are JSON text so that columns stay hashable for `groupby`.
-
-Files are written to a temporary name and renamed, so a reader sees the old
-file or the new one, never half of one. This module imports neither torch nor
-Ray: the `analysis` package and notebooks use it with pandas alone.
-"""
+"""StudyWriter: a sweep's or a `raylab train` run's rows -> one study folder, flush by flush."""
 from __future__ import annotations
 
-import json
-import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raylab import parts
-from raylab.config import HIDDEN_FIELDS
-from raylab.errors import ResultsError, StorageError  # noqa: F401  (analysis catches ResultsError from here)
-from raylab.storage import exists, join, resolve_fs, write_bytes  # noqa: F401  (re-exported for readers)
-from raylab.tables import (EPOCH_COLUMNS, KEY_COLUMNS, METRIC_COLUMNS, METRICS, REQUIRED,  # noqa: F401  (the contract)
-                           SUMMARY_COLUMNS, TRIAL_COLUMNS, TRIALS, WEIGHT_COLUMNS, WEIGHTS, arrow_table)
+from raylab.results import parts
+from raylab.results.contract import (METRIC_COLUMNS, METRICS, REQUIRED, TRIAL_COLUMNS, TRIALS, WEIGHT_COLUMNS,
+                                     WEIGHTS, arrow_table)
+from raylab.results.reader import read_table
+from raylab.results.storage import join, resolve_fs
 
 
-# ---------------------------------------------------------------- epoch rows
-def epoch_row(*values: Any) -> dict[str, Any]:
-    """One epoch's metrics, in EPOCH_COLUMNS order."""
-    if len(values) != len(EPOCH_COLUMNS):
-        raise TypeError(f"epoch_row takes {len(EPOCH_COLUMNS)} values ({', '.join(EPOCH_COLUMNS)})")
-    return dict(zip(EPOCH_COLUMNS, values))
-
-
-def best_and_final(rows: list[dict]) -> dict[str, Any]:
-    """best_val_acc, best_epoch and final_val_acc of a trial's epoch rows, in epoch order.
-
-    The best is the first epoch with the highest finite val_acc (a diverged
-    epoch's NaN never wins); final is the last epoch's, whatever it is.
-    """
-    rows = sorted(rows, key=lambda r: int(r["epoch"]))
-    best = max(rows, key=lambda r: r["val_acc"] if math.isfinite(r["val_acc"]) else -1.0)
-    return {"best_val_acc": best["val_acc"], "best_epoch": int(best["epoch"]), "final_val_acc": rows[-1]["val_acc"]}
-
-
-# --------------------------------------------------------------------- config
-def config_column(name: str) -> str:
-    """Column that holds config field `name` (the config's lr is `base_lr`)."""
-    return "base_lr" if name == "lr" else name
-
-
-def config_columns(config: dict[str, Any]) -> dict[str, Any]:
-    """Flatten a config dict into contract columns; `seed` is a key column already,
-    and test hooks (config.HIDDEN_FIELDS) are no column at all."""
-    out = {}
-    for name, value in config.items():
-        if name == "seed" or name in HIDDEN_FIELDS:
-            continue
-        if isinstance(value, (list, tuple)):
-            value = json.dumps(list(value))
-        out[config_column(name)] = value
-    return out
-
-
-def write_table(df: pd.DataFrame, path: str) -> None:
-    """Write `df` as Parquet to `path`, atomically (see write_bytes)."""
-    buf = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
-    write_bytes(buf.getvalue(), path)
-
-
-def read_table(study_dir: str, name: str, *, required: bool = True) -> pd.DataFrame:
-    """Read one contract table of a study folder, checking its columns: the compacted
-    file and the parts flushed since, one row per key (raylab/parts.py)."""
-    path = join(study_dir, name)
-    try:
-        df = parts.read_resolved(study_dir, name)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ResultsError(f"{path} is not a readable Parquet file ({exc})") from None
-    if df is None:
-        if required:
-            raise ResultsError(f"{path} not found: is {study_dir} a raylab study folder?")
-        return pd.DataFrame(columns=REQUIRED[name])
-    missing = [c for c in REQUIRED[name] if c not in df.columns]
-    if missing:
-        raise ResultsError(f"{path} lacks contract columns {missing}: not a raylab results file")
-    return df
-
-
-# --------------------------------------------------------------------- writer
 SMALL_ROWS = 20_000  # up to this many rows on disk, every flush also compacts (~50 ms here)
 _MERGER = ThreadPoolExecutor(1, thread_name_prefix="raylab-merge")  # merges of parts, off the flush path
 
@@ -105,7 +22,7 @@ _MERGER = ThreadPoolExecutor(1, thread_name_prefix="raylab-merge")  # merges of 
 @dataclass
 class StudyWriter:
     """Writes one study folder: each flush appends only the rows added since the last
-    one, as one Parquet part per table (raylab/parts.py), so its cost does not grow
+    one, as one Parquet part per table (raylab/results/parts.py), so its cost does not grow
     with the study.
 
     It holds the latest row of each trial (`trials`, what a driver decides with)
@@ -219,31 +136,3 @@ def _rows(root: str, table: str) -> int:
         except (FileNotFoundError, pa.ArrowInvalid, OSError):
             pass
     return total
-
-
-# ------------------------------------------------------------ row builders
-def epoch_record(meta: dict, config: dict, row: dict) -> dict:
-    """A metrics.parquet row: keys, the epoch's metrics, then the config."""
-    return {**meta, "seed": config["seed"], **row, **config_columns(config)}
-
-
-def trial_record(meta: dict, config: dict, **values: Any) -> dict:
-    """A trials.parquet row; `values` are the contract's trial columns."""
-    return {**meta, "seed": config["seed"], **values, **config_columns(config)}
-
-
-def running_best(previous: dict | None, result: dict) -> dict:
-    """best / final val acc of a running trial, kept up to date from its reports so far
-    (the driver holds no epoch rows: readers take these as written)."""
-    acc, epoch = result.get("val_acc"), int(result["epoch"])
-    best, best_epoch = (previous or {}).get("best_val_acc"), (previous or {}).get("best_epoch")
-    ran = (previous or {}).get("epochs_run")
-    if ran is not None and ran >= epoch and best_epoch is not None and best_epoch >= epoch:
-        best = best_epoch = None  # that best came from an epoch this attempt replays
-    if acc is not None and acc == acc and (best is None or best != best or acc > best):
-        best, best_epoch = float(acc), epoch
-    return {"best_val_acc": best, "best_epoch": best_epoch, "final_val_acc": acc}
-
-
-def weight_records(meta: dict, config: dict, rows: list[dict]) -> list[dict]:
-    return [{**meta, "seed": config["seed"], **r} for r in rows]

@@ -13,13 +13,12 @@ import importlib.util
 from pathlib import Path
 
 from raylab.errors import UsageError
-from raylab.study import Study
+from raylab.declare.study import Study
 
 
 def job_folders(near: str | Path) -> list[Path]:
     """Where sibling job files are looked for, first match wins."""
-    import raylab
-    installed = Path(raylab.__file__).resolve().parents[1] / "jobs"
+    installed = Path(__file__).resolve().parents[2] / "jobs"  # raylab/declare/job_files.py -> the checkout
     folders = [Path(near).resolve().parent, Path.cwd() / "jobs", installed]
     return list(dict.fromkeys(folders))
 

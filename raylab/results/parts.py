@@ -39,9 +39,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raylab import keyed
-from raylab import storage as S
-from raylab import tables as T
+from raylab.results import latest
+from raylab.results import storage as S
+from raylab.results import contract as T
 from raylab.errors import ResultsError, StorageError
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def read_resolved(root: str, table: str) -> "pd.DataFrame | None":
             if attempt == _READ_TRIES - 1:
                 raise
             continue  # a merge or compaction removed a part after we listed it
-        return keyed.resolve(table, sources).to_pandas() if sources else None
+        return latest.resolve(table, sources).to_pandas() if sources else None
     return None
 
 
@@ -193,23 +193,23 @@ def merge_files(table: str, files: list[tuple[pafs.FileSystem, str]], out: str,
     counts = [_reading(fs, p, lambda: pq.read_metadata(p, filesystem=fs)).num_rows for fs, p in files]
     files = [f for f, n in zip(files, counts) if n]
     if sum(counts) <= IN_MEMORY_ROWS:  # no rows yet (no trial has finished): the contract still has the file
-        data = keyed.resolve(table, [_read_file(fs, p) for fs, p in files]) if files else \
+        data = latest.resolve(table, [_read_file(fs, p) for fs, p in files]) if files else \
             T.arrow_table([], T.REQUIRED[table])
         if drop_after and table == T.METRICS:
-            data = keyed.take(data, _drop(data.select(keyed.KEYS[table]), None, drop_after))
+            data = latest.take(data, _drop(data.select(latest.KEYS[table]), None, drop_after))
         return _write(data.replace_schema_metadata(metadata or {}), out)
-    keys = [_read_file(fs, p, keyed.KEYS[table]) for fs, p in files]
-    masks = keyed.survivors(table, keys)
+    keys = [_read_file(fs, p, latest.KEYS[table]) for fs, p in files]
+    masks = latest.survivors(table, keys)
     if drop_after and table == T.METRICS:
         masks = [_drop(k, m, drop_after) for k, m in zip(keys, masks)]
-    schema = keyed.unified([_read_schema(fs, p) for fs, p in files]).with_metadata(metadata or {})
+    schema = latest.unified([_read_schema(fs, p) for fs, p in files]).with_metadata(metadata or {})
     buf = pa.BufferOutputStream()  # compressed: ~10 bytes a row, against ~100 for the rows in memory
     with pq.ParquetWriter(buf, schema) as writer:
         for (fs, p), m in zip(files, masks):
             done = 0
             for batch in _reading(fs, p, lambda: pq.ParquetFile(p, filesystem=fs).iter_batches(ROW_GROUP)):
-                rows = keyed.take(pa.Table.from_batches([batch]), None if m is None else m[done:done + len(batch)])
-                writer.write_table(keyed.conform(rows, schema), row_group_size=ROW_GROUP)
+                rows = latest.take(pa.Table.from_batches([batch]), None if m is None else m[done:done + len(batch)])
+                writer.write_table(latest.conform(rows, schema), row_group_size=ROW_GROUP)
                 done += len(batch)
     S.write_bytes(buf.getvalue(), out)
 

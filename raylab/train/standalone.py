@@ -1,7 +1,7 @@
 """`raylab train`'s work: one trial in this process, with the same files a sweep writes.
 
 The checkpoint of the last finished epoch sits in OUT/checkpoints/ (the scheme
-of raylab/checkpoints.py, as in a sweep) so that `--resume` continues where a
+of raylab/train/checkpoints.py, as in a sweep) so that `--resume` continues where a
 killed run stopped; a kill mid-write leaves the previous one intact.
 """
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from raylab.checkpoints import TrialFile, checkpoint_path
-from raylab.config import TrialConfig
+from raylab.train.checkpoints import TrialFile, checkpoint_path
+from raylab.declare.config import TrialConfig
 from raylab.errors import CheckpointError, UsageError
-from raylab.faults import InjectedFault
+from raylab.train.faults import InjectedFault
 from raylab.results import StudyWriter, epoch_record, running_best, trial_record, weight_records
-from raylab.storage import check_writable
-from raylab.study import Trial, variant_name
-from raylab.train import format_epoch, train
+from raylab.results.storage import check_writable
+from raylab.declare.study import Trial, variant_name
+from raylab.train.loop import format_epoch, train
 
 
 def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from raylab.config import TrialConfig
+from raylab.declare.config import TrialConfig
 from raylab.errors import CheckpointError
-from raylab.storage import exists, join, resolve_fs, write_bytes
+from raylab.results.storage import exists, join, resolve_fs, write_bytes
 
 CHECKPOINT_VERSION = 1
 # A checkpoint's weights fit only a net built with these fields alike.

@@ -17,8 +17,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable
 
-from raylab.claim import Claim, ClaimError
-from raylab.config import HIDDEN_FIELDS, ConfigError, TrialConfig
+from raylab.declare.claim import Claim, ClaimError
+from raylab.declare.config import HIDDEN_FIELDS, ConfigError, TrialConfig
 
 # Short names that read well in legends; booleans appear only when True.
 ALIASES = {"batchnorm": "bn", "weight_decay": "wd", "activation": "", "model": "", "augment": "augment"}
@@ -46,7 +46,7 @@ def variant_name(overrides: dict[str, Any]) -> str:
 
 def sampled_name(base_variant: str, sampled: dict[str, Any]) -> str:
     """A sampled trial's variant, `lr=0.0123+wd=3.1e-05` (3 significant digits), after the grid
-    variant's own name unless that is `baseline` (raylab.search: the values are drawn per trial)."""
+    variant's own name unless that is `baseline` (raylab.declare.space: the values are drawn per trial)."""
     parts = [] if base_variant == "baseline" else [base_variant]
     for key in sorted(sampled):
         alias, value = ALIASES.get(key, key), sampled[key]
@@ -117,7 +117,7 @@ class Study:
     reported: dict[str, float] = field(default_factory=dict)  # variant -> the report's best val acc
     reported_epochs: int | None = None                     # epochs behind those numbers
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b) drawn side by side: b - a
-    num_samples: int = 1  # draws per variant-seed pair where a config value is a distribution (raylab.search)
+    num_samples: int = 1  # draws per variant-seed pair where a config value is a distribution (raylab.declare.space)
     search: str | None = None     # random | optuna; --search beats it (default random)
     scheduler: str | None = None  # fifo | asha | pbt; --scheduler beats it (default fifo)
 
@@ -148,15 +148,15 @@ class Study:
                                    options={**self.options, **options})  # keeps num_samples, search, scheduler
 
     def space(self) -> dict[str, Any]:
-        """Config fields given a distribution (field -> raylab.search.Dist); {} for a grid study."""
-        from raylab.search import split
+        """Config fields given a distribution (field -> raylab.declare.space.Dist); {} for a grid study."""
+        from raylab.declare.space import split
         return {k: d for v in self.variants for k, d in split({**self.base, **v.overrides, **self.options})[1].items()}
 
     def trials(self) -> list[Trial]:
         """Every variant-seed pair, validated now so a typo fails before Ray starts.
 
-        A searched field keeps its default here; raylab.search samples it per trial."""
-        from raylab.search import check_space, split
+        A searched field keeps its default here; raylab.declare.space samples it per trial."""
+        from raylab.declare.space import check_space, split
 
         out = []
         for v in self.variants:
@@ -172,7 +172,7 @@ class Study:
 
     def swept(self) -> list[str]:
         """Config fields whose value differs between variants or is sampled (the sweep axes)."""
-        from raylab.search import split
+        from raylab.declare.space import split
 
         keys = sorted({k for v in self.variants for k in v.overrides})
         base = TrialConfig.from_dict(split(self.base)[0]).to_dict()

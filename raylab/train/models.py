@@ -3,9 +3,9 @@ and the CIFAR ResNets of He et al. 2016, "Deep Residual Learning for Image
 Recognition", sec. 4.2 (arXiv:1512.03385), in the style of akamaster's
 pytorch_resnet_cifar10 `resnet.py`.
 
-Parameter counts (exact ones recounted by `python -m raylab.models` and by
+Parameter counts (exact ones recounted by `python -m raylab.train.models` and by
 tests/test_models.py; "paper" is He et al. Table 6) and multiply-accumulates
-per 3x32x32 image (counted by `raylab.summary.model_summary`, 10 classes):
+per 3x32x32 image (counted by `raylab.train.model_summary.model_summary`, 10 classes):
 
     name       layers  params (A)  params (B)   paper   MACs (A)
     simplenn        5      82,030           -       -     0.72M
@@ -59,9 +59,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raylab import config
-from raylab.summary import model_summary
-from raylab.registry import USER
+from raylab.declare import config
+from raylab.train.model_summary import model_summary
+from raylab.declare.registry import USER
 
 SHORTCUTS = config.SHORTCUTS
 
@@ -263,14 +263,14 @@ def simplenn_dw(*, shortcut: str = "A", **kw) -> SimpleNN:
 
 
 # ----------------------------------------------------------------------------
-# Registry: built-in names (raylab.registry.BUILTIN) and a job file's own (registry.USER)
+# Registry: built-in names (raylab.declare.registry.BUILTIN) and a job file's own (registry.USER)
 
 MODELS: dict[str, Callable[..., nn.Module]] = {name: globals()[name] for name in config.MODELS}
 
 
 def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3, batchnorm: bool = False,
                 activation: str = "relu", shortcut: str = "A", options: dict | None = None) -> nn.Module:
-    """The model registered as `name` (a job file's own gets `options`: raylab.registry);
+    """The model registered as `name` (a job file's own gets `options`: raylab.declare.registry);
     ValueError naming the choices for any unknown option."""
     if name in USER:
         return USER[name].build(options or {}, num_classes=num_classes, in_channels=in_channels,

@@ -1,13 +1,13 @@
-"""`raylab compact STUDY`: a study's parts merged into its three files (raylab/parts.py),
+"""`raylab compact STUDY`: a study's parts merged into its three files (raylab/results/parts.py),
 refused while a driver holds the study."""
 from __future__ import annotations
 
 import os
 
-from raylab import storage as S
-from raylab import tables as T
+from raylab.results import storage as S
+from raylab.results import contract as T
 from raylab.errors import LockError, ResultsError
-from raylab.parts import compact, has_table
+from raylab.results.parts import compact, has_table
 
 
 def compact_study(root: str) -> str:
@@ -21,7 +21,7 @@ def compact_study(root: str) -> str:
 
 
 class _unless_running:
-    """Hold the study while compacting, as a driver does (raylab/study_lock.py): a running
+    """Hold the study while compacting, as a driver does (raylab/results/lock.py): a running
     driver merges parts of its own, so its folder is not ours to rewrite. Locally that is
     the driver's flock; on object stores its lease, which a compaction takes for itself."""
 
@@ -30,7 +30,7 @@ class _unless_running:
         busy = ResultsError(f"a sweep is running in {root}: it compacts when it ends; "
                             "run `raylab compact` after it stops")
         if S.is_uri(root):
-            from raylab.study_lock import StorageLease
+            from raylab.results.lock import StorageLease
             try:
                 self.held = StorageLease(root)
             except LockError:

@@ -8,13 +8,14 @@ A config value may be a distribution (`loguniform`, `uniform`, `choice`,
 Every variant-seed pair of such a study is sampled `num_samples` times, by
 random search or Optuna's TPE (`--search optuna`). A sampled trial's variant
 is its sampled values, `lr=0.0123+wd=3.1e-05`; its trial id adds the seed and
-Tune's sample number, `..._s0_n3`, which Tune keeps across a resume.
+Tune's sample number, `..._s0_n3`, which Tune keeps across a resume
+(raylab/sweep/spec.py).
 This module is plain data and imports no Ray; the Tune side (distributions as
 Tune domains, the search algorithm, trial names) is raylab/sweep/searcher.py.
 
 The sampled values travel under the Tune config key `sampled`, apart from the
 fixed `spec`, so a search algorithm (or PBT) sees only what it may change;
-`resolve_spec` merges them back into the one config a trial trains with.
+raylab/sweep/spec.py merges them back into the one config a trial trains with.
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from raylab.errors import ConfigError
 KINDS = ("loguniform", "uniform", "choice", "randint")
 SEARCHES = ("random", "optuna")
 _TEXT = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$", re.S)
-_ID = re.compile(r"^(.*)_s(\d+)_n(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Dist]]:
 def check_space(config: dict[str, Any], space: dict[str, Dist]) -> None:
     """Each searched field exists and each bound of its distribution is a valid value there,
     so a typo or an impossible range fails before Ray starts, not in trial 17."""
-    from raylab.config import TrialConfig
+    from raylab.declare.config import TrialConfig
 
     for key, dist in space.items():
         for value in dist.corners():
@@ -145,24 +145,3 @@ def check_space(config: dict[str, Any], space: dict[str, Dist]) -> None:
                 TrialConfig.from_dict({**config, key: value})
             except ConfigError as exc:
                 raise ConfigError(f"search over {key} = {dist}: {exc}") from None
-
-
-# ------------------------------------------------------------------ trials
-def resolve_spec(config: dict, name: str | None = None) -> dict:
-    """The spec a trial trains with: sampled values merged into its config, its own id and checkpoint.
-
-    `name` is the Tune trial name (sweep/searcher.trial_name made it at creation);
-    a grid trial's spec is returned as it is.
-    """
-    spec = config["spec"]
-    sampled = config.get("sampled")
-    if not sampled:
-        return spec
-    from raylab.checkpoints import checkpoint_path  # torch: callers are trials and the driver
-
-    match = _ID.match(name or "")
-    if match is None:
-        raise ValueError(f"sampled trial name {name!r} is not VARIANT_sSEED_nNUMBER")
-    meta = {**spec["meta"], "variant": match.group(1), "trial_id": name}
-    return {**spec, "trial": {**spec["trial"], **sampled}, "meta": meta, "aliases": [],
-            "checkpoint": checkpoint_path(spec["root"], name)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from raylab.config import TrialConfig
+from raylab.declare.config import TrialConfig
 
 
 def lr_at(cfg: TrialConfig, epoch: int) -> float:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from raylab.errors import ConfigError  # noqa: F401  (a kind of UserError; raised here, imported from here)
-from raylab.registry import BUILTIN as MODELS, USER, check_options, parse_options  # model names, no torch
+from raylab.declare.registry import BUILTIN as MODELS, USER, check_options, parse_options  # model names, no torch
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the report's normalisation
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -29,6 +29,12 @@ REGULARIZE = ("all", "weights")
 DEVICES = ("auto", "cpu", "cuda")
 SHORTCUTS = ("A", "B")
 PADS = ("zero", "mean")
+DATA_SETS = ("cifar100", "svhn", "mnist", "fashionmnist")  # torchvision's files, read by raylab/data/datasets.py
+
+
+def is_dataset_source(source: str) -> bool:
+    """One of DATA_SETS, or arrays:NAME (raylab.register_data): the sources raylab/data/datasets.py reads."""
+    return source in DATA_SETS or (source.startswith("arrays:") and len(source) > len("arrays:"))
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class TrialConfig:
     batchnorm: bool = False            # simplenn: BatchNorm after each conv
     activation: str = "relu"           # relu | swish | leaky_relu | gelu | tanh
     shortcut: str = "A"                # resnet: A = zero-padded identity, B = 1x1 projection
-    model_options: str = "{}"          # a job file's own model (raylab.registry): its options, as JSON
+    model_options: str = "{}"          # a job file's own model (raylab.declare.registry): its options, as JSON
     # --- data
     data: str = "cifar10"              # cifar10 | folder:PATH | synthetic[:N]
     data_root: str = "data"            # where cifar10 lives and decoded caches go
@@ -134,11 +140,10 @@ class TrialConfig:
             raise ConfigError("schedule 'multistep' needs milestones, e.g. milestones=[100, 150]")
         if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"milestones must be increasing epochs >= 1, got {list(self.milestones)}")
-        from raylab.datasets import NAMES, is_source
         if not (self.data in ("cifar10", "synthetic") or self.data.startswith(("folder:", "synthetic:"))
-                or is_source(self.data)):
+                or is_dataset_source(self.data)):
             raise ConfigError(
-                f"data '{self.data}' is not a source: use cifar10, {', '.join(NAMES)}, folder:PATH, "
+                f"data '{self.data}' is not a source: use cifar10, {', '.join(DATA_SETS)}, folder:PATH, "
                 "arrays:NAME or synthetic[:N]"
             )
 
@@ -219,7 +224,7 @@ class SweepOptions:
     workers: int = 1                  # >1: each trial is a DDP job of this many workers
     max_concurrent: int = 0           # 0: as many as resources allow
     scheduler: str = "fifo"           # fifo | asha | pbt (raylab/sweep/pbt.py)
-    search: str = "random"            # random | optuna: how a study's distributions are sampled (raylab.search)
+    search: str = "random"            # random | optuna: how a study's distributions are sampled (raylab.declare.space)
     max_failures: int = 2             # restarts of a crashed trial from its checkpoint
     num_cpus: int | None = None       # local Ray only: CPUs it may use
     wait_for_nodes: float = 600       # on a cluster: seconds to wait for the autoscaler to add a node

@@ -1,7 +1,7 @@
 """The contract's three tables: file names, columns, and rows as Arrow tables.
 
-The lowest layer of the results code: raylab/parts.py (the append-only layout)
-and raylab/results.py (config columns, reader, writer; it re-exports all of
+The lowest layer of the results code: raylab/results/parts.py (the append-only layout)
+and raylab/results/rows.py (config columns, reader, writer; it re-exports all of
 this) both build on it. Imports neither torch nor Ray.
 """
 from __future__ import annotations

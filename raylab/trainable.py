@@ -1,3 +1,0 @@
-"""Alias kept for study folders written before raylab/sweep/: their tune/tuner.pkl
-names `raylab.trainable.raylab_trial`, which `raylab resume` must still find."""
-from raylab.sweep.trainable import raylab_trial  # noqa: F401
