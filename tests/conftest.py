@@ -23,6 +23,7 @@ SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 SYSTEM_DEPS = ROOT / "scripts" / "system_deps.sh"
 # Under CI a missing tool fails the test that needs it; elsewhere that test skips.
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+sys.path.insert(0, str(ROOT / "bench"))  # results_scale: its S3 server and synthetic sweep
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Tests start their own Ray, also in the processes they spawn: never join an instance that
 # `ray start` left on this machine (ray.init() without an address would, as on a cluster head).
@@ -106,7 +107,7 @@ def image_tree(root: Path, classes=("ant", "cat", "dog"), train: int = 4, test: 
     return arrays
 
 
-def tar_of(tree: Path, dest: Path, arcname: str = ".", extra: dict | None = None) -> Path:
+def tar_of(tree: Path, dest: Path, extra: dict | None = None, *, arcname: str = ".") -> Path:
     """The tree under `arcname` (gzip when dest ends in gz), then `extra` {name: bytes} members last."""
     with tarfile.open(dest, "w:gz" if dest.name.endswith("gz") else "w") as tf:
         tf.add(tree, arcname=arcname)

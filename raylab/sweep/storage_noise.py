@@ -31,10 +31,11 @@ class StorageFaultFilter(logging.Filter):
 
 
 def hush_storage_faults() -> None:
-    """Put the filter on Ray's stderr handler(s) (once; Ray makes them when it is imported)."""
+    """Put the filter on Ray's stream handler(s), not on log files (once; Ray makes its handler
+    when it is imported)."""
     for handler in logging.getLogger("ray").handlers:
-        if isinstance(handler, logging.StreamHandler) and not any(
-                isinstance(f, StorageFaultFilter) for f in handler.filters):
+        if (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+                and not any(isinstance(f, StorageFaultFilter) for f in handler.filters)):
             handler.addFilter(StorageFaultFilter())
 
 
