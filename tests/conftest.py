@@ -8,6 +8,7 @@ fast tier, `make test-fast`.
 """
 import io
 import os
+import random
 import subprocess
 import sys
 import tarfile
@@ -84,6 +85,18 @@ def job_file(folder: Path, body: str, name: str = "job.py") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(body))
     return path
+
+
+# ------------------------------------------------------------------ faults
+def fault_seed() -> int:
+    """RAYLAB_FAULT_SEED replays a fault test's failure; unset, each run draws a new seed (named on failure)."""
+    return int(os.environ.get("RAYLAB_FAULT_SEED") or random.randrange(10**6))
+
+
+def held(points: Path) -> list[Path]:
+    """The hit files of processes holding at a fault point in `points` (raylab.train.faults.fault_point):
+    <point>.hit.<pid>."""
+    return list(points.glob("*.hit.*"))
 
 
 # ------------------------------------------------------------------ data

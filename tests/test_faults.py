@@ -17,7 +17,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import IN_CI, ROOT, child_env, job_file, raylab, ray_cluster, require_packages, start_raylab
+from conftest import (IN_CI, ROOT, child_env, fault_seed, held, job_file, raylab, ray_cluster, require_packages,
+                      start_raylab)
 from raylab.errors import LockError
 from raylab.results import METRICS, TRIALS, read_table
 from raylab.declare.study import load_job
@@ -109,11 +110,6 @@ def test_trials_killed_at_seeded_points_finish_with_identical_metrics(tmp_path):
     assert trials.set_index("trial_id").loc[trial_ids, "restarts"].tolist() == [1, 1, 1], why
 
 
-def fault_seed() -> int:
-    """RAYLAB_FAULT_SEED replays a failure; unset, each run draws a new seed (named on failure)."""
-    return int(os.environ.get("RAYLAB_FAULT_SEED") or random.randrange(10**6))
-
-
 # ------------------------------------------------------------------ drivers
 @pytest.mark.ray
 def test_driver_killed_again_and_again_then_resumed(tmp_path):
@@ -171,11 +167,6 @@ def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240, poi
             return rows
         time.sleep(0.3)
     pytest.fail(f"the sweep made no progress in {timeout} s past {since} rows (driver exit {driver.poll()})")
-
-
-def held(points: Path) -> list[Path]:
-    """The hit files of trials holding at a fault point in `points` (raylab.train.faults.fault_point)."""
-    return list(points.glob("*.hit.*"))
 
 
 def wait_until_held(points: Path, driver, timeout: float) -> bool:

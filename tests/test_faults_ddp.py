@@ -16,7 +16,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import child_env, job_file, start_raylab
+from conftest import child_env, fault_seed, held, job_file, start_raylab
 from raylab.results import METRICS, TRIALS, read_table
 
 CURVES = ["train_loss", "train_acc", "val_loss", "val_acc"]
@@ -78,7 +78,7 @@ def test_ddp_trial_killed_mid_run_resumes_from_its_checkpoint_file(tmp_path):
     err = finish(clean, 600)
     assert clean.returncode == 0, err[-2000:]
 
-    seed = int(os.environ.get("RAYLAB_FAULT_SEED") or random.randrange(10**6))
+    seed = fault_seed()
     rng = random.Random(seed)
     # Where the kill lands, the seed picks: mid-epoch or before evaluation, after a checkpoint
     # exists and with epochs left. The first worker there holds (raylab.train.faults.fault_point) until
@@ -94,10 +94,10 @@ def test_ddp_trial_killed_mid_run_resumes_from_its_checkpoint_file(tmp_path):
         deadline = time.time() + 400
         while killed is None and driver.poll() is None and time.time() < deadline:
             time.sleep(0.2)
-            for hit in points.glob("*.hit.*"):
-                held = psutil.Process(int(hit.name.rsplit(".", 1)[1]))
-                assert held in train_workers(driver), f"{why}: the held process is no Train worker of this driver"
-                killed = held
+            for hit in held(points):
+                victim = psutil.Process(int(hit.name.rsplit(".", 1)[1]))
+                assert victim in train_workers(driver), f"{why}: the held process is no Train worker of this driver"
+                killed = victim
                 killed.send_signal(signal.SIGKILL)
         err = finish(driver, 600)
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import image_tree, tar_of, zip_of
+from conftest import assert_one_line_error, image_tree, raylab, tar_of, zip_of
 from raylab.data import archive as untrusted_reader
 from raylab.data import sources as data
 from raylab.data.sources import DataError
@@ -267,14 +267,9 @@ def test_cifar10_bad_checksums_refused_without_unpickling(tmp_path):
 def test_cifar10_bad_checksums_cli_exit_2(tmp_path):
     marker = tmp_path / "UNPICKLED"
     malicious_cifar(tmp_path, marker)
-    proc = subprocess.run(
-        [sys.executable, "-m", "raylab", "train", "--data", "cifar10", "--data-root", tmp_path,
-         "--no-download", "--out", tmp_path / "out", "--epochs", "1", "--quiet"],
-        capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "do not match the official CIFAR-10 release checksums" in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    proc = raylab("train", "--data", "cifar10", "--data-root", tmp_path, "--no-download", "--out", tmp_path / "out",
+                  "--epochs", "1", "--quiet")
+    assert_one_line_error(proc, "do not match the official CIFAR-10 release checksums")
     assert not marker.exists()
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, job_file, raylab, ray_cluster
+from conftest import assert_one_line_error, job_file, raylab, raylab_in_process, ray_cluster
 from raylab.declare.config import ConfigError, TrialConfig
 from raylab.declare.registry import USER
 
@@ -57,20 +57,20 @@ def test_raylab_models_lists_a_job_files_model(tmp_path):
     assert proc.returncode == 2 and "add --job FILE" in proc.stderr
 
 
-@pytest.mark.ray
-def test_model_without_logits_of_the_right_shape_is_one_line_exit_2(tmp_path):
-    path = write(tmp_path, classes="7")  # 7 outputs for a 10-class data set
-    proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "1")
-    assert_one_line_error(proc, "model 'tinynet' returned Tensor of shape (1, 7)", "(batch, 10)")
-    assert not (tmp_path / "res" / "tiny" / "study.json").exists()
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def worker_only_cluster():
     """A head that runs nothing (0 CPUs) and one worker node: every trial runs on the second node."""
     with ray_cluster({"num_cpus": 0, "object_store_memory": 100 * 2**20},
                      {"num_cpus": 2, "object_store_memory": 100 * 2**20}) as cluster:
         yield cluster
+
+
+@pytest.mark.ray
+def test_model_without_logits_of_the_right_shape_is_one_line_exit_2(worker_only_cluster, tmp_path):
+    path = write(tmp_path, classes="7")  # 7 outputs for a 10-class data set
+    proc = raylab_in_process("run", path, "--storage", tmp_path / "res")
+    assert_one_line_error(proc, "model 'tinynet' returned Tensor of shape (1, 7)", "(batch, 10)")
+    assert not (tmp_path / "res" / "tiny" / "study.json").exists()
 
 
 @pytest.mark.ray
