@@ -471,7 +471,7 @@ def sweep_meeting_a_storage_fault(path: Path, storage: Path, fault) -> str:
 def one_line(err: str) -> str:
     """stderr's one line: nothing from Tune or Ray before or after it."""
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert len(lines) == 1 and "Traceback" not in err, f"{len(lines)} lines: {err[:2000]} ... {err[-1500:]}"
     return lines[0]
 
 

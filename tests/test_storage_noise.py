@@ -51,14 +51,19 @@ def test_tunes_lines_about_a_storage_fault_stay_off_stderr(stderr):
         raise RuntimeError("sync failed") from OSError("Failed to open local file. Detail: [errno 28] No space left")
     except RuntimeError as exc:  # a pyarrow OSError (no errno attribute) as the cause, attached
         logging.getLogger("ray.train._internal.syncer").error("The latest sync operation failed", exc_info=exc)
+    # A trial's task error that no one fetched, as Ray logs it (text only: no exception attached).
+    logging.getLogger("ray._private.worker").error(
+        "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): ray::ImplicitFunc.train() ...\n"
+        f"raylab.errors.StorageError: {full_disk()}")
     assert stderr.getvalue() == ""
 
 
 def test_other_lines_and_debug_still_reach_stderr(stderr):
     log_while_handling(ValueError("a bug"), "Trial controller checkpointing failed: a bug")
     logging.getLogger(TUNE).warning("nothing is being handled")
+    logging.getLogger("ray._private.worker").error("Unhandled error ...: raylab.errors.CheckpointError: foreign")
     err = stderr.getvalue()
-    assert "a bug" in err and "nothing is being handled" in err
+    assert "a bug" in err and "nothing is being handled" in err and "CheckpointError: foreign" in err
     logging.getLogger("raylab").setLevel(logging.DEBUG)  # what `--debug` sets (raylab.cli.main_guard)
     log_while_handling(full_disk(), "Trial controller checkpointing failed: cannot write ...")
     assert "Trial controller checkpointing failed: cannot write" in stderr.getvalue()

@@ -3,10 +3,11 @@
 A folder that fills up, turns read-only or refuses writes mid-sweep ends the sweep with
 raylab's one line (raylab.errors.StorageError, exit 2). On the way out Tune logs the same
 fault again: "Trial controller checkpointing failed: cannot write ...", "Experiment state
-snapshotting failed", a failed sync of its own state. On stderr those lines came before or
-after raylab's, so a user met Tune's noise first. This filter sits on Ray's stderr handler
-only: a handler a user adds to the "ray" logger (a log file) still gets every record, and
-`--debug` (the "raylab" logger at DEBUG) lets them all through.
+snapshotting failed", a failed sync of its own state, a trial failing on the full disk.
+Unfiltered, those lines land on stderr before or after raylab's, and a user reads Tune's
+noise first. This filter sits on Ray's stream handler only: a handler a user adds to the
+"ray" logger (a log file) still gets every record, and `--debug` (the "raylab" logger at
+DEBUG) lets them all through.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 from raylab.errors import DISK_ERRNOS, StorageError
 
 _ERRNO = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)  # pyarrow's OSError keeps the errno in its text
+_STORAGE_ERROR = f"{StorageError.__module__}.{StorageError.__qualname__}: "  # as a traceback's last line names it
 
 
 class StorageFaultFilter(logging.Filter):
@@ -27,7 +29,11 @@ class StorageFaultFilter(logging.Filter):
         if logging.getLogger("raylab").isEnabledFor(logging.DEBUG):
             return True
         exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
-        return not any(_is_storage_fault(e) for e in _chain(exc))
+        if any(_is_storage_fault(e) for e in _chain(exc)):
+            return False
+        # A trial's failed task that Tune no longer waits for (the sweep is ending on this
+        # fault) is logged by Ray as text only: "Unhandled error ...: <the trial's traceback>".
+        return _STORAGE_ERROR not in record.getMessage()
 
 
 def hush_storage_faults() -> None:
