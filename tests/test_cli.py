@@ -1,4 +1,8 @@
-"""The `raylab` command line as a user runs it: real processes, real files."""
+"""The `raylab` command line as a user runs it, on real files.
+
+Most checks call `raylab.cli.main(argv)` in this process (`raylab_in_process`: the code
+`python -m raylab` runs, without 3.5 s of imports per call); real processes where the
+process is the point: --debug's traceback on stderr, a job file run as a script, sweeps."""
 import subprocess
 import sys
 
@@ -15,7 +19,7 @@ def test_train_writes_the_three_tables_and_resumes(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", "synthetic:300", "--data-root", tmp_path / "data", "--epochs", "2",
             "--batch-size", "50", "--lr", "0.05", "--threads", "1", "--out", out, "--quiet"]
-    proc = raylab(*args)
+    proc = raylab_in_process(*args)
     assert proc.returncode == 0, proc.stderr
     assert "epoch   1" in proc.stdout and "best val acc" in proc.stdout
     metrics = read_table(str(out), METRICS)
@@ -23,11 +27,11 @@ def test_train_writes_the_three_tables_and_resumes(tmp_path):
     assert metrics["variant"].iloc[0] == "batch_size=50+lr=0.05" and metrics["base_lr"].iloc[0] == 0.05
     assert (out / "weights.parquet").exists()
 
-    again = raylab(*args)  # the same trial again would overwrite it: refused
+    again = raylab_in_process(*args)  # the same trial again would overwrite it: refused
     assert_one_line_error(again, "already holds trial", "--resume")
 
     longer = [a if a != "2" else "3" for a in args] + ["--resume"]
-    proc = raylab(*longer)
+    proc = raylab_in_process(*longer)
     assert proc.returncode == 0, proc.stderr
     metrics = read_table(str(out), METRICS)
     assert metrics["epoch"].tolist() == [0, 1, 2, 3]
@@ -49,8 +53,10 @@ def test_train_writes_the_three_tables_and_resumes(tmp_path):
     (["status", "/nonexistent/study"], ["not found"]),
     (["resume", "/nonexistent/study"], ["no sweep to resume"]),
 ])
-def test_user_errors_are_one_line_exit_2(args, needles, tmp_path):
-    assert_one_line_error(raylab(*args, cwd=ROOT), *needles)
+def test_user_errors_are_one_line_exit_2(args, needles, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths land here, not in the checkout
+    assert_one_line_error(raylab_in_process(*args), *needles)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_debug_shows_the_traceback():
@@ -59,7 +65,7 @@ def test_debug_shows_the_traceback():
 
 
 def test_models_lists_shapes_and_counts():
-    proc = raylab("models", "simplenn")
+    proc = raylab_in_process("models", "simplenn")
     assert proc.returncode == 0
     conv1 = next(line for line in proc.stdout.splitlines() if line.startswith("conv1.weight"))
     assert conv1.split()[1:] == ["8x3x5x5", "600"]
@@ -67,8 +73,9 @@ def test_models_lists_shapes_and_counts():
 
 
 # ---------------------------------------------------------------- studies
-def test_list_names_every_study():
-    proc = raylab("list", "jobs")
+def test_list_names_every_study(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    proc = raylab_in_process("list", "jobs")
     assert proc.returncode == 0, proc.stderr
     for name in ("quickstart", "lab1_simplenn", "lab2_lr_sweep", "lab2_l2_sweep", "lab2_l1_vs_l2",
                  "lab2_batchnorm", "lab2_swish", "lab2_augment", "lab3_resnet20", "assignment"):
@@ -87,7 +94,8 @@ def test_list_names_every_study():
      ["variant 'lerning_rate=0.1'", "unknown config field 'lerning_rate'"]),
 ])
 def test_bad_job_files(tmp_path, body, needles):
-    assert_one_line_error(raylab("run", job_file(tmp_path, body), "--storage", tmp_path / "res"), *needles)
+    assert_one_line_error(raylab_in_process("run", job_file(tmp_path, body), "--storage", tmp_path / "res"),
+                          *needles)
 
 
 @pytest.mark.ray
@@ -168,6 +176,7 @@ def test_every_trial_config_field_is_a_train_flag():
     assert "default: 0.01" in help_text and "default: 128" in help_text  # the course report's lr, batch
 
 
+@pytest.mark.slow  # every figure of the seven studies in docs/results/assignment
 def test_report_as_html_from_the_command_line(tmp_path):
     proc = raylab_in_process("report", ROOT / "docs/results/assignment", "--out", tmp_path, "--format", "html")
     assert proc.returncode == 0, proc.stderr

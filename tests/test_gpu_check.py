@@ -8,6 +8,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # the whole check on the CPU, its GPU tests through pytest: minutes
+
 STEPS = ["env", "data", "gpu_tests", "throughput", "sharing", "resnet20"]
 
 

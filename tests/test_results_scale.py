@@ -27,6 +27,7 @@ from conftest import ROOT, child_env, raylab, start_raylab
 from raylab.results import parts as P
 from raylab import results as R
 from raylab.results import storage as S
+from raylab.results.writer import SMALL_ROWS
 from raylab.sweep.callback import ParquetCallback
 
 SWEEP = dict(n=40, epochs=6, concurrent=6, layers=3, bins=8, replay_every=4)  # ~300 reports
@@ -90,6 +91,7 @@ def final_values(history: list) -> dict:
     return {key: v for _, key, v in history}  # the last report of each key wins
 
 
+@pytest.mark.slow  # six writer processes SIGKILLed
 def test_writer_killed_at_random_moments_leaves_a_consistent_study(tmp_path):
     root, log = str(tmp_path / "study"), tmp_path / "durable.log"
     history = metric_history(SWEEP)
@@ -134,7 +136,7 @@ def test_writer_killed_at_random_moments_leaves_a_consistent_study(tmp_path):
 
 def test_restarted_trials_replayed_epochs_replace_the_old_ones(tmp_path):
     sweep = dict(SWEEP, n=12, replay_every=3)
-    for small_rows, name in ((0, "parts"), (R.SMALL_ROWS, "small")):
+    for small_rows, name in ((0, "parts"), (SMALL_ROWS, "small")):
         root = str(tmp_path / name)
         cb = ParquetCallback(root, flush_seconds=float("inf"))
         cb.writer = R.StudyWriter(root, small_rows=small_rows)
@@ -184,6 +186,7 @@ def assert_same_tables(root: str, want: dict, why: str) -> None:
         pd.testing.assert_frame_equal(R.read_table(root, table), df, check_dtype=False, obj=f"{why}: {table}")
 
 
+@pytest.mark.slow  # four compaction processes SIGKILLed, two more run
 def test_compaction_is_idempotent_and_safe_to_kill(tmp_path):
     root = str(tmp_path / "big")
     want = parts_study(root)
@@ -276,6 +279,7 @@ def s3(monkeypatch):
     proc.wait()
 
 
+@pytest.mark.slow  # moto's S3 server and two compaction processes
 def test_parts_compaction_and_load_on_s3(s3, tmp_path):
     import pyarrow.fs as pafs
 
@@ -379,6 +383,7 @@ def test_streamed_merges_and_compaction_locally(tmp_path, monkeypatch):
     streamed_merges_keep_every_row(str(tmp_path / "big"), monkeypatch)
 
 
+@pytest.mark.slow  # moto's S3 server, merges of more than IN_MEMORY_ROWS rows over HTTP
 def test_streamed_merges_and_compaction_on_s3(s3, monkeypatch):
     streamed_merges_keep_every_row("s3://raylab/results/streamed", monkeypatch)
 

@@ -23,9 +23,8 @@ def stderr():
 
     hush_storage_faults()
     hush_storage_faults()  # once is enough: a second call adds nothing
-    streams = [h for h in logging.getLogger("ray").handlers if type(h) is not logging.FileHandler]
-    assert streams and all(len(h.filters) == 1 for h in streams)
-    (ray_handler,) = [h for h in streams if type(h).__name__ == "PlainRayHandler"]
+    (ray_handler,) = [h for h in logging.getLogger("ray").handlers if type(h).__name__ == "PlainRayHandler"]
+    assert len(ray_handler.filters) == 1
     buffer, level = io.StringIO(), logging.getLogger("raylab").level
     old = ray_handler.setStream(buffer)
     yield buffer

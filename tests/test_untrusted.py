@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import assert_one_line_error, image_tree, raylab, tar_of, zip_of
+from conftest import assert_one_line_error, image_tree, raylab_in_process, tar_of, zip_of
 from raylab.data import archive as untrusted_reader
 from raylab.data import sources as data
 from raylab.data.sources import DataError
@@ -216,6 +216,7 @@ print(kib("VmHWM") - before)  # KiB the load added at its peak
 """
 
 
+@pytest.mark.slow  # two processes that decode, one a 108 MB image
 def test_image_claiming_gigapixels_refused_before_decoding(tree, tmp_path):
     """A 200 KB PNG decodes to 108 MB of pixels: the header is checked first. Proven by
     the loading process's peak memory against a control that decodes the same file."""
@@ -267,8 +268,8 @@ def test_cifar10_bad_checksums_refused_without_unpickling(tmp_path):
 def test_cifar10_bad_checksums_cli_exit_2(tmp_path):
     marker = tmp_path / "UNPICKLED"
     malicious_cifar(tmp_path, marker)
-    proc = raylab("train", "--data", "cifar10", "--data-root", tmp_path, "--no-download", "--out", tmp_path / "out",
-                  "--epochs", "1", "--quiet")
+    proc = raylab_in_process("train", "--data", "cifar10", "--data-root", tmp_path, "--no-download",
+                             "--out", tmp_path / "out", "--epochs", "1", "--quiet")
     assert_one_line_error(proc, "do not match the official CIFAR-10 release checksums")
     assert not marker.exists()
 
