@@ -18,7 +18,7 @@ def __getattr__(name: str):
         from raylab.declare import space
         return getattr(space, name)
     if name == "register_data":  # a data set built in Python: data="arrays:NAME"
-        from raylab.data.datasets import register_data
+        from raylab.data.arrays import register_data
         return register_data
     if name == "model":  # @raylab.model("mynet"): a job file's own network
         from raylab.declare.registry import model

@@ -29,11 +29,12 @@ REGULARIZE = ("all", "weights")
 DEVICES = ("auto", "cpu", "cuda")
 SHORTCUTS = ("A", "B")
 PADS = ("zero", "mean")
-DATA_SETS = ("cifar100", "svhn", "mnist", "fashionmnist")  # torchvision's files, read by raylab/data/datasets.py
+DATA_SETS = ("cifar100", "svhn", "mnist", "fashionmnist")  # torchvision's files, read by raylab/data/readers.py
 
 
 def is_dataset_source(source: str) -> bool:
-    """One of DATA_SETS, or arrays:NAME (raylab.register_data): the sources raylab/data/datasets.py reads."""
+    """One of DATA_SETS, or arrays:NAME (raylab.register_data): the sources whose normalisation
+    statistics are their own, not CIFAR-10's (raylab/data/stats.py)."""
     return source in DATA_SETS or (source.startswith("arrays:") and len(source) > len("arrays:"))
 
 

@@ -31,7 +31,7 @@ from raylab.train import checkpoints
 from raylab.data.batches import eval_batches, train_batches
 from raylab.declare.config import ConfigError, TrialConfig
 from raylab.data.sources import Dataset, holdout_split, load_dataset
-from raylab.data.datasets import with_stats
+from raylab.data.stats import with_stats
 from raylab.train.faults import InjectedFault, fault_point
 from raylab.train.models import build_model
 from raylab.declare.registry import check_logits
