@@ -32,23 +32,12 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from raylab import results as R
+from raylab.declare.config import RUNTIME_FIELDS
 from raylab.results.parts import has_table
+from raylab.results.storage import is_uri
 
-# Config fields that describe where or how a trial ran, not what it studies:
-# never reported as a swept field even when they differ between variants.
-RUN_FIELDS = frozenset({
-    "data_root", "download", "device", "threads", "compile", "eval_batch_size",
-    "hist_bins", "fail_at_epoch",
-})
 # Columns of metrics / trials that are results, not config.
 _RESULT_COLUMNS = frozenset(R.METRIC_COLUMNS) | frozenset(R.TRIAL_COLUMNS)
-_NUMERIC = {
-    R.METRICS: ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                "epoch_seconds", "images_per_second"],
-    R.TRIALS: ["epochs_run", "best_val_acc", "best_epoch", "final_val_acc", "n_params",
-               "macs", "wall_seconds", "restarts"],
-    R.WEIGHTS: ["bin_left", "bin_right", "count"],
-}
 
 
 class StudyError(R.ResultsError):
@@ -104,7 +93,7 @@ class Study:
 def load_study(path: str | os.PathLike) -> Study:
     """Load one study folder: a local path or a pyarrow filesystem URI (s3://, gs://, file://)."""
     path = os.fspath(path)
-    if "://" not in path:
+    if not is_uri(path):
         path = path.rstrip("/") or "/"
     info = _info(path)
     if info.type == pafs.FileType.NotFound:
@@ -234,7 +223,7 @@ def swept_fields(trials: pd.DataFrame) -> list[str]:
     out = []
     for col in config_fields(trials):
         name = "lr" if col == "base_lr" else col
-        if name in RUN_FIELDS:
+        if name in RUNTIME_FIELDS:  # where or how a trial ran: never a swept field
             continue
         values = trials[col].map(_hashable)
         per_variant = values.groupby(trials["variant"]).nunique(dropna=False)
@@ -285,7 +274,7 @@ def _child_studies(path: str) -> list[str]:
 
 def _read(path: str, name: str) -> pd.DataFrame:
     df = R.read_table(path, name, required=False)
-    for col in _NUMERIC[name]:
+    for col in R.NUMERIC[name]:
         if df[col].dtype != "float64":  # as written: no 6-million-row copy for the weights' bins
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce")

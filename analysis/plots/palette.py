@@ -16,7 +16,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..load import RUN_FIELDS, Study, config_fields
+from raylab.declare.config import RUNTIME_FIELDS
+
+from ..load import Study, config_fields
 from ..order import natural_key, sort_labels, variant_order
 
 # tab10, the light tab20 shades, then four dark tab20b shades, without red (divergence) and
@@ -91,7 +93,7 @@ def _frame(study: Study) -> pd.DataFrame:
 def _config_key(study: Study, variant: str) -> tuple:
     df = _frame(study)
     row = df[df["variant"] == variant].iloc[0]
-    cols = sorted(c for c in config_fields(df) if c not in RUN_FIELDS and c != "seed")
+    cols = sorted(c for c in config_fields(df) if c not in RUNTIME_FIELDS and c != "seed")
     return tuple((c, _freeze(row[c])) for c in cols)
 
 

@@ -213,6 +213,13 @@ def config_fields(hidden: bool = True) -> list[str]:
 
 
 HIDDEN_FIELDS = frozenset(set(config_fields()) - set(config_fields(hidden=False)))
+# Where and how a trial runs, and how finely it records: never what it learns. analysis neither
+# shows them as a swept field nor lets them change a config's colour.
+RUNTIME_FIELDS = frozenset({"data_root", "download", "device", "threads", "compile", "eval_batch_size",
+                            "hist_bins"}) | HIDDEN_FIELDS
+# Those, and what a command line forces on every trial of a study (--data, --epochs, --seeds):
+# never part of a variant's name.
+RUN_FIELDS = RUNTIME_FIELDS | {"data", "epochs", "seed"}
 
 
 @dataclass

@@ -130,4 +130,4 @@ def _spec(trial) -> dict:
 
 def _metas(trial) -> list[dict]:
     spec = _spec(trial)
-    return [spec["meta"], *spec.get("aliases", [])]
+    return [spec["meta"], *spec.get("shared_with", [])]

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from raylab.train.checkpoints import checkpoint_path
 from raylab.declare.config import ConfigError, SweepOptions
 from raylab.errors import ClusterError, LockError
+from raylab.results.contract import PROGRESS_COLUMNS
 from raylab.results.storage import absolute, exists, join, read_json, resolve_fs, write_json
 from raylab.declare.study import Study
 from raylab.results.lock import lock_folder
@@ -123,7 +124,7 @@ def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
     """Everything a trial needs, as plain data: it is what Tune stores and restores."""
     res = default_resources(trial.config, opts, cluster)
     metas = trial.metas()
-    return {"meta": metas[0], "aliases": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
+    return {"meta": metas[0], "shared_with": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
             "root": root,  # a sampled trial's checkpoint path is made from its name there (sweep/spec.py)
             "pbt": opts.scheduler == "pbt",  # report checkpoints to Tune for PBT to clone (sweep/pbt.py)
             "code": code.pack({trial.config.model}),  # a job file's model, by value (sweep/code.py)
@@ -189,8 +190,7 @@ def _run_config(root: str, opts: SweepOptions, space: dict | None = None, study:
     reporter = tune.CLIReporter(
         parameter_columns={"spec/meta/variant": "variant", "spec/trial/seed": "seed",
                            **{f"sampled/{k}": k for k in space or {}}},
-        metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_loss": "val loss",
-                        "val_acc": "val acc", "images_per_second": "img/s"},
+        metric_columns=PROGRESS_COLUMNS,
         max_report_frequency=15, sort_by_metric=False)
     return tune.RunConfig(
         name=TUNE_DIR, storage_path=root, verbose=opts.verbose, progress_reporter=reporter,
