@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from raylab.errors import ConfigError  # noqa: F401  (a kind of UserError; raised here, imported from here)
-from raylab.declare.registry import BUILTIN as MODELS, USER, check_options, parse_options  # model names, no torch
+from raylab.declare.registry import BUILTIN, USER, check_options, parse_options  # model names, no torch
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the report's normalisation
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -112,7 +112,7 @@ class TrialConfig:
 
     # ------------------------------------------------------------- validation
     def validate(self) -> None:
-        _choice("model", self.model, (*MODELS, *USER))
+        _choice("model", self.model, (*BUILTIN, *USER))
         check_options(self.model, self.model_options)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("shortcut", self.shortcut, SHORTCUTS)
