@@ -34,7 +34,7 @@ from raylab.data import arrays, readers
 from raylab.data.archive import decode_folder, stat_key, tree_files
 from raylab.data.cache import cached
 from raylab.data.synthetic import synthetic
-from raylab.declare.config import DATA_SETS
+from raylab.declare.config import DATA_SETS, SOURCES
 from raylab.errors import DataError
 
 
@@ -89,8 +89,7 @@ def load_dataset(source: str, root: str | Path = "data", *, download: bool = Tru
         return Dataset(source, *cached(source, root, *arrays.locate(source, arg, root)))
     if source in DATA_SETS:
         return Dataset(source, *cached(source, root, *readers.locate(source, root, download)))
-    raise DataError(f"unknown data source '{source}': use cifar10, {', '.join(DATA_SETS)}, "
-                    "folder:PATH, arrays:NAME or synthetic[:N]")
+    raise DataError(f"unknown data source '{source}': use {SOURCES}")
 
 
 def holdout_split(x: torch.Tensor, y: torch.Tensor, n: int, seed: int):

@@ -28,7 +28,6 @@ from typing import Any
 from raylab.errors import ConfigError
 
 KINDS = ("loguniform", "uniform", "choice", "randint")
-SEARCHES = ("random", "optuna")
 _TEXT = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$", re.S)
 
 

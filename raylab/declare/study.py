@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from raylab.declare.claim import Claim, ClaimError
-from raylab.declare.config import RUN_FIELDS, ConfigError, TrialConfig
+from raylab.declare.config import RUN_FIELDS, SCHEDULERS, SEARCHES, ConfigError, TrialConfig
 
 # Short names of fields in variant names, to read well in legends ("" = the value alone);
 # booleans appear only when True.
@@ -116,8 +116,8 @@ class Study:
     reported_epochs: int | None = None                     # epochs behind those numbers
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b) drawn side by side: b - a
     num_samples: int = 1  # draws per variant-seed pair where a config value is a distribution (raylab.declare.space)
-    search: str | None = None     # random | optuna; --search beats it (default random)
-    scheduler: str | None = None  # fifo | asha | pbt; --scheduler beats it (default fifo)
+    search: str | None = None     # one of SEARCHES; --search beats it (default: SweepOptions.search)
+    scheduler: str | None = None  # one of SCHEDULERS; --scheduler beats it (default: SweepOptions.scheduler)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -130,7 +130,7 @@ class Study:
         if not self.variants:
             raise ConfigError(f"study {self.name} has no variants")
         self.claims = [c if c.configs else self._resolve(c) for c in self.claims]
-        for name, allowed in (("search", ("random", "optuna")), ("scheduler", ("fifo", "asha", "pbt"))):
+        for name, allowed in (("search", SEARCHES), ("scheduler", SCHEDULERS)):
             if getattr(self, name) not in (None, *allowed):
                 raise ConfigError(f"study {self.name}: {name} '{getattr(self, name)}' is not one of: {', '.join(allowed)}")
         if not isinstance(self.num_samples, int) or isinstance(self.num_samples, bool) or self.num_samples < 1:

@@ -9,6 +9,7 @@
     writer.py      StudyWriter: rows -> parts, flush by flush
     lock.py        one driver per study: flock locally, a lease on object storage
     compaction.py  `raylab compact`
+    status.py      `raylab status` and the per-variant table a sweep ends with
 
 Imports neither torch nor Ray: `analysis` and notebooks read through it with
 pandas alone. The names below are the face that analysis uses.

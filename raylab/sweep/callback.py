@@ -12,6 +12,7 @@ from ray.tune import Callback
 
 from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StudyWriter, epoch_record, running_best,
                             trial_record, weight_records)
+from raylab.results.rows import count
 from raylab.sweep.spec import resolve_spec
 
 
@@ -51,7 +52,7 @@ class ParquetCallback(Callback):
         config = _spec(trial)["trial"]
         for meta in _metas(trial):
             row = self.writer.trials.get(meta["trial_id"])
-            restarts = 0 if row is None else _int(row.get("restarts")) + 1
+            restarts = 0 if row is None else count(row.get("restarts")) + 1
             self.writer.set_trial(trial_record(meta, config, status="running", restarts=restarts))
         self._flush(force=True)
 
@@ -107,11 +108,6 @@ class ParquetCallback(Callback):
         if force or now - self._last_flush >= self.flush_seconds:
             self.writer.flush()
             self._last_flush = now
-
-
-def _int(value) -> int:
-    """Missing or NaN reads as 0."""
-    return int(value) if value is not None and value == value else 0
 
 
 def _so_far(previous: dict | None, rows: list[dict]) -> dict:
