@@ -29,6 +29,7 @@ from analysis import load_study  # noqa: E402
 from raylab.results import parts as P  # noqa: E402
 from raylab import results as R  # noqa: E402
 from raylab.results import storage as S  # noqa: E402
+from raylab.results.writer import SMALL_ROWS  # noqa: E402
 from raylab.sweep.callback import ParquetCallback  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -137,7 +138,7 @@ def test_writer_killed_at_random_moments_leaves_a_consistent_study(tmp_path):
 
 def test_restarted_trials_replayed_epochs_replace_the_old_ones(tmp_path):
     sweep = dict(SWEEP, n=12, replay_every=3)
-    for small_rows, name in ((0, "parts"), (R.SMALL_ROWS, "small")):
+    for small_rows, name in ((0, "parts"), (SMALL_ROWS, "small")):
         root = str(tmp_path / name)
         cb = ParquetCallback(root, flush_seconds=float("inf"))
         cb.writer = R.StudyWriter(root, small_rows=small_rows)

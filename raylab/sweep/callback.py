@@ -72,7 +72,7 @@ class ParquetCallback(Callback):
                     epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
                 self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
             else:
-                so_far = _so_far(self.writer.trials.get(meta["trial_id"]), [*history, result])
+                so_far = _summary_after(self.writer.trials.get(meta["trial_id"]), [*history, result])
                 self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(result["epoch"]),
                                                    wall_seconds=result.get("time_total_s"), **so_far))
         # No forced flush at a trial's end: Tune saves its experiment state only after
@@ -99,7 +99,7 @@ class ParquetCallback(Callback):
             for meta in _metas(trial):
                 row = self.writer.trials.get(meta["trial_id"])
                 if row and row.get("status") == "running" and trial.status == "TERMINATED":
-                    # its best / final so far are in the row already (_so_far)
+                    # its best / final so far are in the row already (_summary_after)
                     self.writer.set_trial({"trial_id": meta["trial_id"], "status": "stopped"})
         self.writer.close()  # the sweep's parts merged into the three files
 
@@ -110,7 +110,7 @@ class ParquetCallback(Callback):
             self._last_flush = now
 
 
-def _so_far(previous: dict | None, rows: list[dict]) -> dict:
+def _summary_after(previous: dict | None, rows: list[dict]) -> dict:
     """best / final val acc of a running trial after `rows` (a restored trial's first
     report replays its checkpoint's history from epoch 0, then the new epoch)."""
     row = dict(previous or {})
