@@ -26,7 +26,7 @@ from analysis import load_studies, load_study, rank, summarize, to_markdown  # n
 from analysis import plots  # noqa: E402
 from analysis.load import StudyError  # noqa: E402
 from analysis.report import main, write_report  # noqa: E402
-from analysis.summary import difference, fmt_pm  # noqa: E402
+from analysis.variant_stats import difference, fmt_pm  # noqa: E402
 from raylab import results as R  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def studies(tmp_path_factory) -> dict[str, Path]:
 
 # ------------------------------------------------------------------ import hygiene
 def test_importing_analysis_leaves_torch_and_ray_out():
-    code = ("import sys, analysis, analysis.load, analysis.summary, analysis.plots, analysis.report\n"
+    code = ("import sys, analysis, analysis.load, analysis.variant_stats, analysis.plots, analysis.report\n"
             "bad = [m for m in ('torch', 'ray') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
