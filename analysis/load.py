@@ -34,7 +34,7 @@ import pyarrow.fs as pafs
 from raylab import results as R
 from raylab.declare.config import RUNTIME_FIELDS
 from raylab.results.parts import has_table
-from raylab.results.storage import is_uri
+from raylab.results.storage import is_uri, read_json
 
 # Columns of metrics / trials that are results, not config.
 _RESULT_COLUMNS = frozenset(R.METRIC_COLUMNS) | frozenset(R.TRIAL_COLUMNS)
@@ -290,8 +290,7 @@ def _read_meta(path: str) -> dict[str, Any]:
         fs, p = R.resolve_fs(meta_path)
         if fs.get_file_info(p).type != pafs.FileType.File:
             return {}
-        with fs.open_input_stream(p) as fh:
-            meta = json.loads(fh.read().decode("utf-8"))
+        meta = read_json(meta_path)
     except (OSError, ValueError) as exc:
         raise StudyError(f"{meta_path} is not valid JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(meta, dict):

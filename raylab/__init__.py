@@ -4,6 +4,8 @@ Kept import-light on purpose: `raylab.results` and the `analysis` package are
 used in notebooks without torch or Ray, so nothing heavy is imported here.
 """
 __version__ = "0.1.0"
+__all__ = ["Claim", "Study", "TrialConfig", "choice", "combine", "grid", "loguniform", "model", "randint",
+           "register_data", "uniform", "variant"]
 
 
 def __getattr__(name: str):

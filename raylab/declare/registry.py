@@ -15,7 +15,7 @@ ConfigError before Ray starts.
 Trials run in other processes and on other nodes, where the job file is not
 importable: the sweep ships each user model *by value* (cloudpickle) in the
 trial spec, which Tune also keeps for a resume, and installs it in the worker
-before the config is read (raylab/sweep/code.py). This module imports neither
+before the config is read (raylab/sweep/user_models.py). This module imports neither
 Ray nor torch: config.py checks model names and options against it.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ class UserModel:
 
 
 USER: dict[str, UserModel] = {}
-BY_VALUE: set[str] = set()  # modules whose code pickles travel with (sweep/code.py registers them)
+BY_VALUE: set[str] = set()  # modules whose code pickles travel with (sweep/user_models.py registers them)
 
 
 def model(name: str, *, gpu: float = 1.0):
