@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 CACHE_VERSION = 1  # bump when decoding changes, so stale caches are not reused
-ARRAYS = ("train_x", "train_y", "test_x", "test_y")
+_ARRAY_FILES = ("train_x", "train_y", "test_x", "test_y")  # <name>.npy in a cache folder
 # classes, train_x, train_y, test_x, test_y: images uint8 (N, 3, H, W), labels int64 (N,)
 Tensors = tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -52,7 +52,7 @@ def cached(source: str, root: Path, label: str, fingerprint: list, decode: Calla
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir()
-            for name, tensor in zip(ARRAYS, decoded[1:]):
+            for name, tensor in zip(_ARRAY_FILES, decoded[1:]):
                 np.save(tmp / f"{name}.npy", tensor.numpy())
             (tmp / "meta.json").write_text(json.dumps({"source": source, "classes": decoded[0]}))
             shutil.rmtree(final, ignore_errors=True)  # only an unreadable leftover gets here
@@ -65,7 +65,7 @@ def cached(source: str, root: Path, label: str, fingerprint: list, decode: Calla
 def _read(folder: Path) -> Tensors | None:
     try:
         classes = json.loads((folder / "meta.json").read_text())["classes"]
-        arrays = [torch.from_numpy(np.load(folder / f"{name}.npy")) for name in ARRAYS]
+        arrays = [torch.from_numpy(np.load(folder / f"{name}.npy")) for name in _ARRAY_FILES]
     except (OSError, ValueError, KeyError):
         return None
     return (classes, *arrays)

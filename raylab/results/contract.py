@@ -37,9 +37,9 @@ TRIAL_COLUMNS = KEY_COLUMNS + [
 ]
 WEIGHT_COLUMNS = KEY_COLUMNS + ["layer", "bin_left", "bin_right", "count"]
 REQUIRED = {METRICS: METRIC_COLUMNS, TRIALS: TRIAL_COLUMNS, WEIGHTS: WEIGHT_COLUMNS}
-_TEXT = {"study", "trial_id", "variant", "status", "error", "layer"}  # the contract's text columns
+TEXT_COLUMNS = {"study", "trial_id", "variant", "status", "error", "layer"}  # the contract's text columns
 # Every other contract column but the key columns is a number (a float in analysis: NaN for missing).
-NUMERIC = {table: [c for c in columns if c not in KEY_COLUMNS and c not in _TEXT]
+NUMERIC = {table: [c for c in columns if c not in KEY_COLUMNS and c not in TEXT_COLUMNS]
            for table, columns in REQUIRED.items()}
 # weights.parquet histograms have bin edges at +-NEAR_ZERO, so the fraction of weights with
 # |w| < NEAR_ZERO (counted as pruned when L1 and L2 are compared) is exact from the rows.
@@ -58,7 +58,7 @@ def arrow_table(rows: list[dict], leading: list[str]) -> pa.Table:
         values = [r.get(name) for r in rows]
         column = pa.array(values, from_pandas=True)
         if pa.types.is_null(column.type) and name in leading:
-            column = column.cast(pa.string() if name in _TEXT else pa.float64())
+            column = column.cast(pa.string() if name in TEXT_COLUMNS else pa.float64())
         columns[name] = column
     return pa.table(columns)
 

@@ -59,11 +59,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raylab.declare import config
-from raylab.train.model_summary import model_summary
+from raylab.declare.config import ACTIVATIONS, SHORTCUTS
 from raylab.declare.registry import BUILTIN, USER
-
-SHORTCUTS = config.SHORTCUTS
+from raylab.train.model_summary import model_summary
 
 
 def check_shortcut(shortcut: str) -> None:
@@ -92,15 +90,15 @@ _ACTIVATION_FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
 }
-# The names are config.py's (what a config may say); a name without a factory fails at import.
-ACTIVATIONS = {name: _ACTIVATION_FACTORIES[name] for name in config.ACTIVATIONS}
+# One factory per name config.py allows (what a config may say); a name without one fails at import.
+_FACTORY = {name: _ACTIVATION_FACTORIES[name] for name in ACTIVATIONS}
 
 
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module; ValueError naming the choices for an unknown name."""
-    if name not in ACTIVATIONS:
+    if name not in _FACTORY:
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+    return _FACTORY[name]()
 
 
 # ----------------------------------------------------------------------------
