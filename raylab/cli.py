@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from raylab.declare.config import SCHEDULERS, SEARCHES, SHORTCUTS, SOURCES, SweepOptions, TrialConfig, config_fields
-from raylab.errors import ConfigError, UsageError, UserError
+from raylab.errors import DISK_ERRNOS, ConfigError, UsageError, UserError
 from raylab.declare.study import Study, load_job, select
-
-# The disk, not the code: say which file, not where in raylab it happened.
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +62,8 @@ def run_job(study: Study, argv: list[str] | None = None) -> int:
 
 def main_guard(fn, debug: bool = False) -> int:
     """Run a command: a user error becomes one line and exit 2, a bug keeps its traceback."""
+    if debug:  # and Ray's and Tune's log lines about it stay on stderr (raylab/sweep/storage_noise.py)
+        logging.getLogger("raylab").setLevel(logging.DEBUG)
     try:
         return fn()
     except KeyboardInterrupt:

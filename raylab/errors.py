@@ -5,7 +5,11 @@ where the mistake is, so a caller can catch one without the others.
 """
 from __future__ import annotations
 
+import errno
 import re
+
+# The disk, not the code: a full, read-only or forbidden folder is the user's to fix.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class UserError(ValueError):
@@ -49,3 +53,14 @@ class StorageError(ResultsError):
         reason = getattr(exc, "strerror", None) or (detail.group(1) if detail else " ".join(str(exc).split()))
         super().__init__(f"cannot write {path}: {reason}: free space or fix permissions there, "
                          "or choose another --storage / --out; files already written are intact")
+
+    def __reduce__(self):
+        # Ray copies and pickles a trial's exception on its way to the driver: rebuild it from
+        # its message, since __init__ wants the OSError that is gone by then.
+        return _from_message, (type(self), str(self))
+
+
+def _from_message(cls: type, message: str) -> UserError:
+    error = cls.__new__(cls)
+    UserError.__init__(error, message)
+    return error

@@ -22,6 +22,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from conftest import ROOT  # noqa: E402
+
 from analysis import load_studies, load_study, rank, summarize, to_markdown  # noqa: E402
 from analysis import plots  # noqa: E402
 from analysis.load import StudyError  # noqa: E402
@@ -29,7 +31,6 @@ from analysis.report import main, write_report  # noqa: E402
 from analysis.variant_stats import difference, fmt_pm  # noqa: E402
 from raylab import results as R  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 # The course report's numbers as job files put them in study.json (Study(reported=..., reported_epochs=30)).
 LAB1_REPORTED = [{"study": "lab1_simplenn", "variant": "baseline", "value": 0.6606, "epochs": 30},
                  {"study": "lab1_simplenn", "variant": "step-decay", "value": 0.6576, "epochs": 30}]

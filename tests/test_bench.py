@@ -3,12 +3,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real training and a real Ray sweep
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(900)]  # real training and a real Ray sweep
 
 
 def bench(name, tmp_path):

@@ -7,14 +7,14 @@ its own layer and the ones before it in LAYERS; nothing imports in a circle,
 until a command needs them.
 """
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, child_env
+
 PACKAGES = ("raylab", "analysis")
 # raylab's layers, lowest first: a module may import its own layer and those before it.
 LAYERS = ("raylab.errors", "raylab.declare", "raylab.data", "raylab.results", "raylab.train", "raylab.sweep",
@@ -182,8 +182,7 @@ def test_light_commands_load_neither_torch_nor_ray(args, tmp_path):
              "except SystemExit as e:\n    code = e.code\n"
              "heavy = sorted(m for m in ('torch', 'ray', 'torchvision') if m in sys.modules)\n"
              "print('HEAVY', ','.join(heavy), file=sys.stderr)\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=120)
+                          cwd=ROOT, env=child_env(), timeout=120)
     heavy = [line for line in proc.stderr.splitlines() if line.startswith("HEAVY")]
     assert heavy == ["HEAVY "], proc.stderr

@@ -1,13 +1,13 @@
 """Studies: variant names, grids, seeds, combined sweeps, selection; and every job file."""
-from pathlib import Path
-
 import pytest
+
+from conftest import ROOT
 
 from raylab.declare.config import ConfigError
 from raylab.declare.study import Study, combine, grid, variant, variant_name
 from raylab.declare.study import load_job, select
 
-JOBS = sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.py"))
+JOBS = sorted((ROOT / "jobs").glob("*.py"))
 
 
 def test_variant_names_read_well():

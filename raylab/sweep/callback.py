@@ -10,8 +10,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StudyWriter, epoch_record, running_best,
-                            trial_record, weight_records)
+from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StorageError, StudyWriter, epoch_record,
+                            running_best, trial_record, weight_records)
 from raylab.results.rows import count
 from raylab.sweep.spec import resolve_spec
 
@@ -30,6 +30,7 @@ class ParquetCallback(Callback):
         self.study_dir = study_dir
         self.flush_seconds = flush_seconds
         self.writer: StudyWriter | None = None
+        self.failed: StorageError | None = None  # the write that met a full or read-only folder
         self._last_flush = 0.0
 
     def __getstate__(self) -> dict:
@@ -44,9 +45,13 @@ class ParquetCallback(Callback):
     def get_state(self) -> None:
         # Tune calls this when it writes its experiment state (which trials exist
         # and which are done): flushing here keeps the Parquet files at least as
-        # far along as what a resume will believe.
+        # far along as what a resume will believe; raising keeps Tune from saving it.
         self._flush(force=True)
+        self._raise_if_failed()
         return None
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        self._raise_if_failed()  # a write failed last step: end the sweep here (see _flush)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         config = _spec(trial)["trial"]
@@ -95,6 +100,7 @@ class ParquetCallback(Callback):
         self._flush(force=True)
 
     def on_experiment_end(self, trials, **info) -> None:
+        self._raise_if_failed()  # a full or read-only folder: no compaction to try
         for trial in trials:  # stopped early by a scheduler (ASHA): no final report came
             for meta in _metas(trial):
                 row = self.writer.trials.get(meta["trial_id"])
@@ -105,9 +111,18 @@ class ParquetCallback(Callback):
 
     def _flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._last_flush >= self.flush_seconds:
-            self.writer.flush()
+        if self.failed is None and (force or now - self._last_flush >= self.flush_seconds):
+            try:
+                self.writer.flush()
+            except StorageError as exc:
+                # Raised inside a trial event, Tune would wrap it in a TuneError with a traceback;
+                # kept, it ends the sweep at the next step as raylab's one line (exit 2).
+                self.failed = exc
             self._last_flush = now
+
+    def _raise_if_failed(self) -> None:
+        if self.failed is not None:
+            raise self.failed
 
 
 def _summary_after(previous: dict | None, rows: list[dict]) -> dict:

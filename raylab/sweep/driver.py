@@ -28,6 +28,7 @@ from raylab.sweep.callback import ParquetCallback
 from raylab.sweep.node_wait import sized_cluster
 from raylab.sweep.resources import DDP_DRIVER_CPU, default_resources
 from raylab.sweep.shared_data import data_sources, put_shared_data
+from raylab.sweep.storage_noise import hush_storage_faults
 from raylab.sweep.trainable import raylab_trial
 
 STUDY_JSON = "study.json"
@@ -201,6 +202,7 @@ def _run_config(root: str, opts: SweepOptions, space: dict | None = None, study:
 def _connect(opts: SweepOptions) -> None:
     import ray
     _tune_env()
+    hush_storage_faults()  # a full or read-only folder mid-sweep: raylab's one line, not Tune's too
     if ray.is_initialized():
         return
     if opts.address and opts.address != "auto":
