@@ -1,4 +1,4 @@
-"""The benchmarks stay runnable: their --quick forms finish and print the JSON README quotes.
+"""The benchmarks stay runnable: their --quick forms finish and print the JSON docs/benchmarks.md quotes.
 (Speed is reported by `make bench`, never asserted here.)"""
 import json
 import subprocess

@@ -303,7 +303,7 @@ def test_every_job_file_declares_resolvable_claims():
 
 
 def test_readme_verdicts_are_the_claims_table_of_the_report():
-    """README's "Verdicts so far" repeats the claims table that opens docs/results/report.md,
+    """README's "Course verdicts" repeat the claims table that opens docs/results/report.md,
     copied by scripts/readme_verdicts.py (fidelity_collect.sh runs it): no verdict is typed."""
     import runpy
 

@@ -160,7 +160,7 @@ def test_a_job_file_runs_as_a_script(tmp_path):
 
 
 def test_every_trial_config_field_is_a_train_flag():
-    """README: every TrialConfig field is a flag; one added to the dataclass appears by itself.
+    """docs/studies.md: every TrialConfig field is a flag; one added to the dataclass appears by itself.
     The hidden test hooks (fail_at_epoch) are the exception: no flag, by design."""
     import argparse
 

@@ -78,3 +78,6 @@ def test_default_resources_per_model_and_machine():
     assert default_resources(small, SweepOptions(workers=2), gpu_box)["GPU"] == 1.0
     assert default_resources(big, SweepOptions(), cpu_box) == {"CPU": 1.0, "GPU": 0.0}
     assert default_resources(small, SweepOptions(gpus_per_trial=0.125), gpu_box)["GPU"] == 0.125
+    # The share is the model table's (raylab/declare/registry.py), not a test of the name "simplenn".
+    depthwise = TrialConfig.from_dict(model="simplenn_dw")
+    assert default_resources(depthwise, SweepOptions(), gpu_box) == {"CPU": 1.0, "GPU": 0.25}

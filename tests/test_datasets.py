@@ -12,7 +12,8 @@ import torch
 from conftest import job_file, raylab
 from raylab.declare.config import CIFAR_MEAN, TrialConfig
 from raylab.data.sources import DataError, load_dataset
-from raylab.data.datasets import channel_stats, register_data, with_stats
+from raylab.data.arrays import register_data
+from raylab.data.stats import channel_stats, with_stats
 from raylab.train.loop import train
 
 RNG = np.random.default_rng(0)
@@ -131,8 +132,8 @@ def test_registered_arrays_train_and_survive_a_new_process(tmp_path):
     cfg = with_stats(TrialConfig.from_dict(data=source), ds)
     assert cfg.mean != CIFAR_MEAN and len(cfg.std) == 1
     # A resume runs no job file: the cache keeps the arrays.
-    from raylab.data import datasets
-    del datasets.ARRAYS["blobs"]
+    from raylab.data import arrays
+    del arrays.ARRAYS["blobs"]
     again = load_dataset(source, tmp_path)
     assert torch.equal(again.train_x, ds.train_x)
     with pytest.raises(DataError, match="register_data\\('other'"):

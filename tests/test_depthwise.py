@@ -4,7 +4,8 @@ import torch
 
 from raylab.train.models import MODELS, build_model
 from raylab.train.model_summary import model_summary
-from raylab.train.loop import NEAR_ZERO, histogram_rows
+from raylab.results.contract import NEAR_ZERO
+from raylab.train.loop import histogram_rows
 
 from conftest import raylab
 

@@ -47,6 +47,28 @@ def test_options_are_checked_like_config_fields(tmp_path):
         TrialConfig.from_dict(model="simplenn", model_options={"width": 4})
 
 
+def test_a_job_files_model_declares_its_gpu_share():
+    from raylab.declare.config import SweepOptions
+    from raylab.declare.registry import model
+    from raylab.sweep.resources import default_resources
+
+    def net(num_classes, in_channels):
+        return None
+
+    gpu_box = {"CPU": 16, "GPU": 4}
+    model("halfnet", gpu=0.5)(net)
+    model("wholenet")(net)
+    try:
+        assert default_resources(TrialConfig.from_dict(model="halfnet"), SweepOptions(), gpu_box)["GPU"] == 0.5
+        assert default_resources(TrialConfig.from_dict(model="wholenet"), SweepOptions(), gpu_box)["GPU"] == 1.0
+    finally:
+        del USER["halfnet"], USER["wholenet"]
+    for bad in (0, 1.5, -1, "half", True):
+        with pytest.raises(ConfigError, match="GPU share must be a fraction"):
+            model("badnet", gpu=bad)
+    assert "badnet" not in USER
+
+
 def test_raylab_models_lists_a_job_files_model(tmp_path):
     proc = raylab("models", "tinynet", "--job", write(tmp_path))
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,6 @@ SETTLE_S is far longer than the read-then-write gap of a starting driver).
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -21,7 +20,7 @@ import time
 import uuid
 
 from raylab.errors import LockError, StorageError
-from raylab.results.storage import check_writable, is_uri, join, resolve_fs, write_bytes
+from raylab.results.storage import check_writable, is_uri, join, read_json, resolve_fs, write_json
 
 LEASE = ".lease.json"
 HEARTBEAT_S = 10.0
@@ -79,8 +78,8 @@ class StorageLease:
         self._thread.start()
 
     def _beat(self) -> None:
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token, "beat": time.time()}
-        write_bytes(json.dumps(record).encode(), self.path)
+        write_json(self.path, {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+                               "beat": time.time()})
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -99,10 +98,8 @@ class StorageLease:
 
 
 def read_lease(path: str) -> dict | None:
-    fs, p = resolve_fs(path)
     try:
-        with fs.open_input_stream(p) as fh:
-            return json.loads(fh.read().decode())
+        return read_json(path)
     except (FileNotFoundError, ValueError):
         return None
     except OSError as exc:  # pyarrow's S3 reports a missing key as OSError on some versions

@@ -1,7 +1,7 @@
 """Where results live: a local path or a pyarrow filesystem URI (s3://, gs://).
 
 One helper says which (`is_uri`); files are replaced atomically (`write_bytes`).
-The lock a driver holds on its study folder is study_lock.py. Imports neither
+The lock a driver holds on its study folder is lock.py. Imports neither
 torch nor Ray.
 """
 from __future__ import annotations

@@ -12,6 +12,7 @@ from ray.tune import Callback
 
 from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StorageError, StudyWriter, epoch_record,
                             running_best, trial_record, weight_records)
+from raylab.results.rows import count
 from raylab.sweep.spec import resolve_spec
 
 
@@ -56,7 +57,7 @@ class ParquetCallback(Callback):
         config = _spec(trial)["trial"]
         for meta in _metas(trial):
             row = self.writer.trials.get(meta["trial_id"])
-            restarts = 0 if row is None else _int(row.get("restarts")) + 1
+            restarts = 0 if row is None else count(row.get("restarts")) + 1
             self.writer.set_trial(trial_record(meta, config, status="running", restarts=restarts))
         self._flush(force=True)
 
@@ -76,7 +77,7 @@ class ParquetCallback(Callback):
                     epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
                 self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
             else:
-                so_far = _so_far(self.writer.trials.get(meta["trial_id"]), [*history, result])
+                so_far = _summary_after(self.writer.trials.get(meta["trial_id"]), [*history, result])
                 self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(result["epoch"]),
                                                    wall_seconds=result.get("time_total_s"), **so_far))
         # No forced flush at a trial's end: Tune saves its experiment state only after
@@ -104,7 +105,7 @@ class ParquetCallback(Callback):
             for meta in _metas(trial):
                 row = self.writer.trials.get(meta["trial_id"])
                 if row and row.get("status") == "running" and trial.status == "TERMINATED":
-                    # its best / final so far are in the row already (_so_far)
+                    # its best / final so far are in the row already (_summary_after)
                     self.writer.set_trial({"trial_id": meta["trial_id"], "status": "stopped"})
         self.writer.close()  # the sweep's parts merged into the three files
 
@@ -124,12 +125,7 @@ class ParquetCallback(Callback):
             raise self.failed
 
 
-def _int(value) -> int:
-    """Missing or NaN reads as 0."""
-    return int(value) if value is not None and value == value else 0
-
-
-def _so_far(previous: dict | None, rows: list[dict]) -> dict:
+def _summary_after(previous: dict | None, rows: list[dict]) -> dict:
     """best / final val acc of a running trial after `rows` (a restored trial's first
     report replays its checkpoint's history from epoch 0, then the new epoch)."""
     row = dict(previous or {})
@@ -145,4 +141,4 @@ def _spec(trial) -> dict:
 
 def _metas(trial) -> list[dict]:
     spec = _spec(trial)
-    return [spec["meta"], *spec.get("aliases", [])]
+    return [spec["meta"], *spec.get("shared_with", [])]

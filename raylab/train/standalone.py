@@ -13,10 +13,10 @@ from raylab.train.checkpoints import TrialFile, checkpoint_path
 from raylab.declare.config import TrialConfig
 from raylab.errors import CheckpointError, UsageError
 from raylab.train.faults import InjectedFault
-from raylab.results import StudyWriter, epoch_record, running_best, trial_record, weight_records
+from raylab.results import StudyWriter, epoch_record, format_epoch, running_best, trial_record, weight_records
 from raylab.results.storage import check_writable
 from raylab.declare.study import Trial, variant_name
-from raylab.train.loop import format_epoch, train
+from raylab.train.loop import train
 
 
 def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,
