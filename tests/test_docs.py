@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from analysis.report_html import _plain, heading_id
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_LINES = 250  # one screenful: nanoGPT's README is 234 lines, airbench's 116
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")  # [text](target) and ![alt](src)
