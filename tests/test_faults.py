@@ -428,7 +428,13 @@ def fill(disk: Path) -> Path:
 @pytest.mark.ray
 def test_storage_filling_up_mid_sweep_stops_cleanly_and_resumes(tmp_path, small_disk):
     """The whole study folder on a disk that fills up: trials' checkpoints and the driver's
-    Parquet writes both meet ENOSPC; the sweep still ends in raylab's one line."""
+    Parquet writes both meet ENOSPC; the sweep still ends in raylab's one line.
+
+    Open: in 1 of 7 runs beside two CPU-bound processes the resume failed in Tune
+    (KeyError 'spec' in trial_name: its searcher made a trial from an empty spec). Tune
+    syncs its own state into tune/ between the fill and raylab's first failed write, and
+    a sync on a full disk can leave its state files half-written. This test keeps asking
+    for the resume: a full disk must not cost the sweep."""
     epochs = 8
     path = write_job(tmp_path, "full", [0.05, 0.02, 0.01], images=1500, epochs=epochs, augment=True)
     filler = []
