@@ -32,6 +32,7 @@ from typing import Mapping, Sequence
 
 from raylab.declare.claim import ClaimError
 from raylab.results import ResultsError
+from raylab.results.provenance import mixed, section
 from raylab.results.storage import is_uri
 
 from . import claims, plots
@@ -112,7 +113,8 @@ def _study_section(study: Study, out: Path, colors: Mapping[str, str], refs: Ref
                                         if parent else "")
     lines = ["#" * level + f" {study.name}", "",
              f"{where}: {len(study.variants)} variant(s), {len(t)} trial(s) ({status}).",
-             f"Swept: {', '.join(study.swept) or 'nothing (named variants)'}.", ""]
+             f"Swept: {', '.join(study.swept) or 'nothing (named variants)'}.", "",
+             "Provenance:", "", *(f"- {line}" for line in section(study.meta, t)), ""]
     if study.running:
         lines += ["**Partial results**: some trials are still running; numbers will change.", ""]
     table = summarize(study)
@@ -126,6 +128,7 @@ def _study_section(study: Study, out: Path, colors: Mapping[str, str], refs: Ref
                   "report's best val acc. " + " ".join(shared_notes), ""]
         lines += _short_run_note(course_epochs, int(table["epochs_run_max"].max()))
     lines += [rank(table).note, ""]
+    lines += [f"**Not like for like**: {w}." for w in mixed(t)] + ([""] if mixed(t) else [])
     declared = refs.pairs.get(study.name, [])
     pairs = [(a, b) for a, b in declared if a in study.variants and b in study.variants]
     if not pairs and len(study.variants) == 2:  # two named variants: their difference is the point
@@ -182,6 +185,16 @@ def _claims_section(studies: Sequence[Study]) -> list[str]:
             "as observed.", "", *claims.to_markdown(verdicts), ""]
 
 
+def _across_folders(studies: Sequence[Study]) -> list[str]:
+    """Claims and readers compare variants from different folders too: say where those differ."""
+    if len(studies) < 2:
+        return []
+    import pandas as pd
+
+    found = mixed(pd.concat([s.trials for s in studies], ignore_index=True))
+    return [f"**Not like for like across the folders**: {w}." for w in found] + ([""] if found else [])
+
+
 def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     """Write report.md (and report.html when fmt == "html") with figures into `out`; returns report.md.
 
@@ -231,6 +244,7 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
              "Numbers are mean ± std over seeds (sample std, ddof=1); `(n=1)` marks a single run, "
              "which gives no spread. Accuracies are fractions of the validation split.", "",
              *claims_lines,  # first: the verdicts are what a reader of a reproduction came for
+             *_across_folders(studies),
              "## Summary", "", *(f"- {h}" for h in headlines), ""]
     lines += sections
     md = out_dir / "report.md"

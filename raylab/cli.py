@@ -1,4 +1,4 @@
-"""`raylab` command line: train | run | resume | status | list | models | report.
+"""`raylab` command line: train | run | resume | status | list | models | report | doctor.
 
 The top layer: it imports the core and the sweep layer, never the other way
 round. Kept import-light: torch and Ray are imported inside the commands that
@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from raylab.declare.config import SweepOptions, TrialConfig, config_fields
-from raylab.errors import ConfigError, UsageError, UserError
+from raylab.errors import ConfigError, UsageError, main_guard
 from raylab.declare.study import Study, load_job, select
-
-# The disk, not the code: say which file, not where in raylab it happened.
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
-
 
 class _Parser(argparse.ArgumentParser):
     # argparse prints the whole usage block; one line names the problem and the fix.
@@ -61,25 +56,6 @@ def run_job(study: Study, argv: list[str] | None = None) -> int:
         return _run(apply_run_flags(study, args), args)
 
     return main_guard(go, debug="--debug" in argv)
-
-
-def main_guard(fn, debug: bool = False) -> int:
-    """Run a command: a user error becomes one line and exit 2, a bug keeps its traceback."""
-    try:
-        return fn()
-    except KeyboardInterrupt:
-        print("raylab: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `raylab status ... | head`: the reader left, nothing is wrong
-        sys.stdout = open(os.devnull, "w")
-        return 0
-    except Exception as exc:
-        user = isinstance(exc, UserError) or (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
-        if debug or not user:
-            raise
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        print(text if text.startswith("raylab") else f"raylab: error: {text}", file=sys.stderr)
-        return 2
 
 
 # ------------------------------------------------------------------ parser
@@ -125,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", help="a job file: also list the models it declares with @raylab.model")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("doctor", help="check every node (versions, code, GPUs, storage) and that job files fit")
+    p.add_argument("jobs", nargs="*", metavar="JOB", help="job files whose trials to check against the nodes")
+    add_run_flags(p, skip_doctor=False)  # `raylab doctor JOB FLAGS` checks what `raylab run JOB FLAGS` runs
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("report", help="write report.md (+ figures) for study folders")
     p.add_argument("studies", nargs="+", metavar="STUDY_DIR")
     p.add_argument("--out", help="output folder (default: STUDY_DIR/report)")
@@ -152,7 +133,7 @@ def _show(value: object) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
+def add_run_flags(p: argparse.ArgumentParser, skip_doctor: bool = True) -> None:
     g = p.add_argument_group("run options", "any config field can be forced with --set FIELD=VALUE")
     g.add_argument("--epochs", type=int, help="epochs per trial (default: the study's)")
     g.add_argument("--seeds", type=int, help="seeds per variant (default: the study's)")
@@ -180,6 +161,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="run only variants whose STUDY/VARIANT name matches, e.g. 'lab2_*' or '*/lr=0.1'")
     g.add_argument("--skip", action="append", default=[], metavar="GLOB", help="leave out matching variants")
     g.add_argument("--quiet", action="store_true", help="no Tune progress table")
+    if skip_doctor:
+        g.add_argument("--skip-doctor", action="store_true", help="on a cluster, start without first checking "
+                       "that every node runs this raylab and reaches --storage (raylab doctor)")
 
 
 def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
@@ -239,10 +223,21 @@ def _run(study: Study, args: argparse.Namespace) -> int:
     samples = f" x {study.num_samples} samples" if space else ""
     print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds{samples} "
           f"= {n} trials{note}")
+    if not args.skip_doctor:
+        from raylab.sweep.doctor import preflight
+        preflight(opts)  # on a cluster: every node's code, packages and storage, before any trial
     from raylab.sweep.driver import run_study, study_dir
 
     run_study(study, opts)
     return _summary(study_dir(opts.storage, study.name))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when every check passes, 2 when one does not (each problem names its fix)."""
+    from raylab.sweep.doctor import run_doctor
+
+    studies = [apply_run_flags(load_job(job), args) for job in args.jobs]
+    return run_doctor(studies, sweep_options(args, studies[0] if studies else None))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -277,6 +272,7 @@ def _summary(root: str) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """One line per trial from the Parquet files: works while a sweep runs, or after."""
     from raylab.results import METRICS, TRIALS, read_table
+    from raylab.results.provenance import status_lines
 
     trials = read_table(args.study_dir, TRIALS)
     metrics = read_table(args.study_dir, METRICS, required=False)
@@ -288,6 +284,7 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{best.get(row['trial_id'], float('nan')):>13.4f} {_int(row.get('restarts')):>8}")
     counts = trials["status"].value_counts().to_dict()
     print("\n" + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {len(metrics)} epoch rows")
+    print("\n".join(status_lines(args.study_dir, trials)))  # where its numbers came from
     return 0
 
 

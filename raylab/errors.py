@@ -2,10 +2,17 @@
 
 Everything else is a bug in raylab and keeps its traceback. Each kind names
 where the mistake is, so a caller can catch one without the others.
+`main_guard` is where a command's error becomes that line.
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
+import sys
+
+# The disk, not the code: say which file, not where in raylab it happened.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class UserError(ValueError):
@@ -47,5 +54,25 @@ class StorageError(ResultsError):
         # pyarrow's OSError has no strerror, only "Failed to open ... Detail: [errno 28] No space left"
         detail = re.search(r"\[errno \d+\] ([^\n]+)", str(exc))
         reason = getattr(exc, "strerror", None) or (detail.group(1) if detail else " ".join(str(exc).split()))
+        self.reason = reason  # the disk's or the store's own words, for a caller that names the fix itself
         super().__init__(f"cannot write {path}: {reason}: free space or fix permissions there, "
                          "or choose another --storage / --out; files already written are intact")
+
+
+def main_guard(fn, debug: bool = False) -> int:
+    """Run a command: a user error becomes one line and exit 2, a bug keeps its traceback."""
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        print("raylab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `raylab status ... | head`: the reader left, nothing is wrong
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except Exception as exc:
+        user = isinstance(exc, UserError) or (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
+        if debug or not user:
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(text if text.startswith("raylab") else f"raylab: error: {text}", file=sys.stderr)
+        return 2

@@ -11,6 +11,7 @@ import itertools
 import pyarrow as pa
 
 METRICS, TRIALS, WEIGHTS = "metrics.parquet", "trials.parquet", "weights.parquet"
+STUDY_JSON = "study.json"  # beside them: the study's declaration, run options and provenance
 KEY_COLUMNS = ["study", "trial_id", "variant", "seed"]
 # What train() measures per epoch; train_images: images trained on that epoch,
 # summed over DDP ranks (the whole split once; 0 for epoch 0, which only evaluates).
@@ -22,6 +23,9 @@ TRIAL_COLUMNS = KEY_COLUMNS + [
     "status", "epochs_run", *SUMMARY_COLUMNS,
     "n_params", "macs", "wall_seconds", "restarts", "error",
 ]
+# Where a trial ran (raylab/train/placement.py): written with its first report, absent in
+# folders from before they were recorded, so no reader requires them.
+PLACEMENT_COLUMNS = ["node", "device_kind", "device_name", "code_hash"]
 WEIGHT_COLUMNS = KEY_COLUMNS + ["layer", "bin_left", "bin_right", "count"]
 REQUIRED = {METRICS: METRIC_COLUMNS, TRIALS: TRIAL_COLUMNS, WEIGHTS: WEIGHT_COLUMNS}
 _TEXT = {"study", "trial_id", "variant", "status", "error", "layer"}  # the contract's text columns

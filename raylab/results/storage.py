@@ -1,7 +1,7 @@
 """Where results live: a local path or a pyarrow filesystem URI (s3://, gs://).
 
 One helper says which (`is_uri`); files are replaced atomically (`write_bytes`).
-The lock a driver holds on its study folder is study_lock.py. Imports neither
+The lock a driver holds on its study folder is lock.py. Imports neither
 torch nor Ray.
 """
 from __future__ import annotations
@@ -114,10 +114,14 @@ def check_writable(folder: str) -> None:
         raise StorageError(folder, exc) from None
 
 
-def read_json(path: str) -> Any:
+def read_bytes(path: str) -> bytes:
     fs, p = resolve_fs(path)
     with fs.open_input_stream(p) as fh:
-        return json.loads(fh.read().decode())
+        return fh.read()
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_bytes(path).decode())
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -1,0 +1,172 @@
+"""`raylab doctor`, and the check `raylab run` makes by itself before a sweep on a cluster.
+
+    run_doctor(studies, opts) -> 0 when every check passes, 2 otherwise (table and problems printed)
+    preflight(opts)           versions and storage only; raises ClusterError naming the first problem
+
+One Ray task is pinned to every alive node (NodeAffinitySchedulingStrategy,
+soft=False, 0 CPUs so a head that offers none answers too) and returns what
+raylab/sweep/doctor/facts.py finds there. Nodes that join after the check
+are not seen by it; each trial records the code it ran (trials.parquet's
+code_hash), and the analysis warns where compared variants differ.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from dataclasses import dataclass, field
+
+from raylab.declare.config import SweepOptions
+from raylab.errors import ClusterError
+from raylab.results.provenance import environment
+from raylab.results.storage import absolute, exists, is_uri, join, resolve_fs, write_bytes
+from raylab.sweep.doctor import checks, table
+from raylab.sweep.doctor.checks import Problem
+from raylab.sweep.doctor.facts import DRIVER_TOKEN, Probe, node_facts
+
+FACTS_TIMEOUT_S = 180.0  # a fresh worker imports raylab and pyarrow: ~10 s on the loaded 2-core dev VM
+PROBE_FOLDER = ".raylab-doctor"  # under the storage prefix; each check's probe folder is removed after it
+
+
+@dataclass
+class Node:
+    id: str
+    label: str            # its IP (plus the start of its id where two nodes share an IP)
+    head: bool
+    resources: dict
+    facts: dict | None = None
+    error: str | None = None  # why it did not answer
+    problems: list[Problem] = field(default_factory=list)
+
+
+def run_doctor(studies: list, opts: SweepOptions) -> int:
+    """Check every node (and, given studies, that their trials fit); print the table and the problems."""
+    from raylab.sweep.doctor.jobs import job_problems
+
+    nodes, problems, driver = diagnose(opts, hardware=True)
+    for study in studies:
+        problems += job_problems(study, opts, nodes)
+    print(f"raylab doctor: {len(nodes)} node(s) alive; storage {absolute(opts.storage)}")
+    print(table.driver_line(driver))
+    print(table.render([table.row(n.label, n.head, n.facts, n.error) for n in nodes]))
+    print()
+    for p in problems:
+        print(f"problem: {p.line()}")
+    print(f"{len(problems)} problem(s)" if problems else "all checks pass")
+    return 2 if problems else 0
+
+
+def preflight(opts: SweepOptions) -> None:
+    """What `raylab run` checks on a cluster before any trial: every node runs the driver's code and
+    packages and round-trips an object under the storage prefix. Not on a local Ray it started."""
+    from raylab.sweep.driver import connect
+
+    connect(opts)
+    if started_here():
+        return
+    nodes, problems, _ = diagnose(opts, hardware=False)
+    if problems:
+        more = f" ({len(problems) - 1} more: `raylab doctor` lists them)" if len(problems) > 1 else ""
+        raise ClusterError(f"{problems[0].line()}{more}; --skip-doctor runs anyway")
+    print(f"raylab: doctor: {len(nodes)} node(s) run this raylab (code {environment()['code_hash']}) "
+          f"and reach {absolute(opts.storage)}", flush=True)
+
+
+def started_here() -> bool:
+    """True when this driver started its own local Ray (not a cluster it joined)."""
+    import ray
+
+    node = ray._private.worker._global_node
+    return node is not None and node.head
+
+
+def diagnose(opts: SweepOptions, hardware: bool) -> tuple[list[Node], list[Problem], dict]:
+    """Connect, ask every alive node for its facts, and compare them with the driver's."""
+    from raylab.sweep.driver import connect
+
+    connect(opts)
+    driver = environment()
+    nodes = alive_nodes()
+    storage = absolute(opts.storage)
+    problems: list[Problem] = []
+    with storage_probe(storage) as (probe, failure):
+        if failure:
+            problems.append(Problem("the driver", f"cannot write under {storage} ({failure})",
+                                    "fix the storage's permissions or credentials, or choose another --storage"))
+        gather(nodes, probe, hardware)
+    for n in nodes:
+        if n.facts is None:
+            n.problems.append(checks.unanswered(n.label, n.error or "?"))
+            continue
+        n.problems += checks.version_problems(n.label, n.facts["env"], driver)
+        if probe is not None:
+            n.problems += checks.storage_problems(n.label, storage, n.facts["storage"])
+        problems += n.problems
+    return nodes, problems, driver
+
+
+def alive_nodes() -> list[Node]:
+    import ray
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    ips = [n["NodeManagerAddress"] for n in alive]
+    return [Node(id=n["NodeID"], label=n["NodeManagerAddress"] + (f"/{n['NodeID'][:8]}" if
+                                                                  ips.count(n["NodeManagerAddress"]) > 1 else ""),
+                 head="node:__internal_head__" in n.get("Resources", {}), resources=dict(n.get("Resources", {})))
+            for n in sorted(alive, key=lambda n: ("node:__internal_head__" not in n.get("Resources", {}),
+                                                  n["NodeManagerAddress"]))]
+
+
+def pinned(node_id: str) -> dict:
+    """Task options that run it on that node and nowhere else, once."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False), "max_retries": 0}
+
+
+def gather(nodes: list[Node], probe: Probe | None, hardware: bool) -> None:
+    """Each node's facts, or why it gave none within FACTS_TIMEOUT_S."""
+    import ray
+
+    task = ray.remote(node_facts)
+    refs = [task.options(num_cpus=0, **pinned(n.id)).remote(probe, hardware) for n in nodes]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=FACTS_TIMEOUT_S)
+    for n, ref in zip(nodes, refs):
+        if ref not in ready:
+            n.error = f"no answer in {FACTS_TIMEOUT_S:g} s"
+            ray.cancel(ref, force=True)
+            continue
+        try:
+            n.facts = ray.get(ref)
+        except Exception as exc:  # the node's own failure (an import, a crash): its first words say which
+            n.error = first_line(exc)
+
+
+def first_line(exc: BaseException) -> str:
+    """The cause of a Ray task's error in one line (Ray wraps it in a traceback of its own)."""
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}"[:300]
+
+
+@contextlib.contextmanager
+def storage_probe(storage: str):
+    """(Probe, None) with the driver's token written under `storage`, or (None, why it could not be);
+    removes the probe folder, and a local storage folder it had to make, afterwards."""
+    folder = join(storage, PROBE_FOLDER, uuid.uuid4().hex)
+    made = [] if is_uri(storage) else [p for p in (join(storage, PROBE_FOLDER), storage) if not exists(p)]
+    token = uuid.uuid4().hex.encode()
+    try:
+        write_bytes(token, join(folder, DRIVER_TOKEN))
+    except (OSError, ValueError) as exc:
+        yield None, " ".join(str(getattr(exc, "reason", None) or exc).split())
+        return
+    try:
+        yield Probe(folder, token), None
+    finally:
+        fs, path = resolve_fs(folder)
+        with contextlib.suppress(OSError):
+            fs.delete_dir(path)
+        for empty in made:  # deepest first; rmdir, which leaves a folder another process wrote into
+            with contextlib.suppress(OSError):
+                os.rmdir(empty)
