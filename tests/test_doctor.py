@@ -30,7 +30,8 @@ ENV = {"raylab": "0.1.0", "code_hash": "aaaaaaaaaaaa", "python": "3.11.7",
 def test_a_node_with_other_code_or_packages_is_named_with_the_fix():
     same = {**ENV, "python": "3.11.2", "packages": {**ENV["packages"], "torch": "2.14.1+cpu"}}
     assert checks.version_problems("10.0.0.7", same, ENV) == []  # a patch release, a CPU build of one torch
-    other = {**ENV, "code_hash": "bbbbbbbbbbbb", "python": "3.10.12", "packages": {**ENV["packages"], "numpy": "1.26.4"}}
+    other = {**ENV, "code_hash": "bbbbbbbbbbbb", "python": "3.10.12",
+             "packages": {**ENV["packages"], "numpy": "1.26.4"}}
     lines = [p.line() for p in checks.version_problems("10.0.0.7", other, ENV)]
     assert lines[0] == ("node 10.0.0.7 runs raylab 0.1.0 (code bbbbbbbbbbbb) but the driver runs 0.1.0 "
                         f"(code aaaaaaaaaaaa): {checks.CODE_FIX}")
@@ -77,23 +78,24 @@ def test_the_counted_cpu_step_grows_with_the_batch_and_the_model():
 
 
 # ------------------------------------------------------------------ local Ray
-def _doctor(*args, env=None, timeout=600):
-    return subprocess.run(raylab_cmd("doctor", *args), capture_output=True, text=True, timeout=timeout,
+def _raylab(*args, env=None, cwd=ROOT, timeout=600):
+    return subprocess.run(raylab_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_one_node_form_on_local_ray(tmp_path):
     store = tmp_path / "store"
-    ok = _doctor("--num-cpus", "2", "--storage", store)
+    ok = _raylab("doctor", "--num-cpus", "2", "--storage", store)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     rows = [line for line in ok.stdout.splitlines() if "(head)" in line]
     assert len(rows) == 1 and rows[0].split()[-1] == "ok" and "all checks pass" in ok.stdout, ok.stdout
     assert not store.exists()  # the probe folder, and the storage folder it made, are gone
 
-    big = _doctor("--num-cpus", "2", "--storage", store, ROOT / "jobs" / "quickstart.py", "--data", "synthetic:200",
-                  "--data-root", tmp_path / "data", "--set", "batch_size=1000000")
+    big = _raylab("doctor", "--num-cpus", "2", "--storage", store, ROOT / "jobs" / "quickstart.py",
+                  "--data", "synthetic:200", "--data-root", tmp_path / "data", "--set", "batch_size=1000000")
     assert big.returncode == 2, big.stdout + big.stderr
     [line] = [line for line in big.stdout.splitlines() if line.startswith("problem:")]
     node = rows[0].split()[0]
@@ -102,7 +104,7 @@ def test_one_node_form_on_local_ray(tmp_path):
 
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    bad = _doctor("--num-cpus", "2", "--storage", blocked / "results")
+    bad = _raylab("doctor", "--num-cpus", "2", "--storage", blocked / "results")
     assert bad.returncode == 2 and f"problem: the driver cannot write under {blocked}/results" in bad.stdout
 
 
@@ -121,14 +123,13 @@ def test_a_node_running_other_code_is_named_and_run_is_refused(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         b = cluster.add_node(num_cpus=1, env_vars={"PYTHONPATH": str(copy)})
-        env = {"RAY_ADDRESS": cluster.address}
-        found = _doctor("--storage", tmp_path / "store", env=env)
+        # From a folder without raylab in it: Ray puts the driver's folder first on its workers' path.
+        env, cwd = {"RAY_ADDRESS": cluster.address}, tmp_path
+        found = _raylab("doctor", "--storage", tmp_path / "store", env=env, cwd=cwd)
         job = tmp_path / "job.py"
         job.write_text("from raylab import Study, grid\n"
                        "STUDY = Study('refused', grid(lr=[0.1]), dict(data='synthetic:200', epochs=1))\n")
-        run = subprocess.run(raylab_cmd("run", job, "--storage", tmp_path / "res", "--data-root", tmp_path / "data"),
-                             capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+        run = _raylab("run", job, "--storage", tmp_path / "res", "--data-root", tmp_path / "data", env=env, cwd=cwd)
     finally:
         cluster.shutdown()
     assert found.returncode == 2, found.stdout + found.stderr

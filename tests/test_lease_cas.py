@@ -269,6 +269,7 @@ def test_eight_raylab_runs_on_one_s3_study_one_runs_it(honoured, tmp_path):
     ran = [o for o in outs if o[0] == 0]
     refused = [o for o in outs if o[0] == 2]
     assert len(ran) == 1 and len(refused) == 7, [(c, e[-1500:]) for c, _, e in outs]
+    assert "raylab: doctor: 1 node(s) run this raylab" in ran[0][1]  # checked the cluster before its trials
     for _, _, err in refused:
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and ("another raylab driver" in lines[0] or "already holds a sweep" in lines[0]), err
