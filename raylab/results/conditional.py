@@ -5,6 +5,7 @@
     etag = obj.replace(b"...", etag)     # If-Match: <etag>   -> Conflict if it changed or is gone
     body, etag = obj.read()              # None if absent
     obj.delete(etag)                     # If-Match: <etag>   -> Conflict if it changed
+    delete_object("s3://bucket/key")     # a plain delete (False: no boto3 here)
 
 S3 has applied these preconditions atomically since 2024, as do MinIO and
 recent moto; an S3-compatible store that ignores them would let two writers
@@ -114,6 +115,22 @@ def honours_preconditions(client, bucket: str, prefix: str) -> bool:
     finally:
         with contextlib.suppress(Exception):  # tidying the probe: a failure here changes no answer
             client.delete_object(Bucket=bucket, Key=key)
+
+
+def delete_object(uri: str) -> bool:
+    """Delete one s3:// object with a plain DeleteObject; False (nothing done) without boto3.
+    pyarrow's delete_file also writes an empty "folder/" marker for the parent (pyarrow 26):
+    a probe deleted that way would leave that marker behind."""
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        return False
+    parsed = urlparse(uri)
+    try:
+        _client(*_endpoint(parsed)).delete_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
+    except Exception as exc:  # botocore's errors: the store's own words, in one line
+        raise StorageError(uri, exc) from None
+    return True
 
 
 @functools.lru_cache(maxsize=None)

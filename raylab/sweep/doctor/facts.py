@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raylab.results.provenance import environment
-from raylab.results.storage import join, read_bytes, resolve_fs, write_bytes
+from raylab.results.storage import delete_file, join, read_bytes, write_bytes
 
 DRIVER_TOKEN = "driver"  # the driver's object in a probe folder
 
@@ -90,8 +90,7 @@ def round_trip(probe: Probe) -> dict:
         write_bytes(token, mine)
         if read_bytes(mine) != token:
             out["error"] = "an object read back differs from what was written"
-        fs, path = resolve_fs(mine)
-        fs.delete_file(path)
+        delete_file(mine)
     except (OSError, ValueError) as exc:  # write_bytes raises StorageError (a ValueError) with the reason
         out["error"] = " ".join(str(getattr(exc, "reason", None) or exc).split())[:300]
     return out

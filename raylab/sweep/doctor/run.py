@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from raylab.declare.config import SweepOptions
 from raylab.errors import ClusterError
 from raylab.results.provenance import environment
-from raylab.results.storage import absolute, exists, is_uri, join, resolve_fs, write_bytes
+from raylab.results.storage import absolute, delete_file, is_uri, join, write_bytes
 from raylab.sweep.doctor import checks, table
 from raylab.sweep.doctor.checks import Problem
 from raylab.sweep.doctor.facts import DRIVER_TOKEN, Probe, node_facts
@@ -152,9 +152,10 @@ def first_line(exc: BaseException) -> str:
 @contextlib.contextmanager
 def storage_probe(storage: str):
     """(Probe, None) with the driver's token written under `storage`, or (None, why it could not be);
-    removes the probe folder, and a local storage folder it had to make, afterwards."""
+    afterwards removes the token (each node removed its own object) and, on a local disk, the
+    folders the probe made: nothing of the check is left behind."""
     folder = join(storage, PROBE_FOLDER, uuid.uuid4().hex)
-    made = [] if is_uri(storage) else [p for p in (join(storage, PROBE_FOLDER), storage) if not exists(p)]
+    made = [] if is_uri(storage) else _missing_folders(folder)
     token = uuid.uuid4().hex.encode()
     try:
         write_bytes(token, join(folder, DRIVER_TOKEN))
@@ -164,9 +165,17 @@ def storage_probe(storage: str):
     try:
         yield Probe(folder, token), None
     finally:
-        fs, path = resolve_fs(folder)
-        with contextlib.suppress(OSError):
-            fs.delete_dir(path)
+        with contextlib.suppress(OSError, ValueError):
+            delete_file(join(folder, DRIVER_TOKEN))
         for empty in made:  # deepest first; rmdir, which leaves a folder another process wrote into
             with contextlib.suppress(OSError):
                 os.rmdir(empty)
+
+
+def _missing_folders(path: str) -> list[str]:
+    """`path` and each of its parents that does not exist yet, deepest first."""
+    out = []
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        out.append(path)
+        path = os.path.dirname(path)
+    return out
