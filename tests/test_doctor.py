@@ -140,3 +140,19 @@ def test_a_node_running_other_code_is_named_and_run_is_refused(tmp_path):
     assert run.returncode == 2 and len(lines) == 1, run.stdout + run.stderr
     assert f"/{b.node_id[:8]} runs raylab" in lines[0] and "--skip-doctor" in lines[0]
     assert not (tmp_path / "res").exists()  # refused before any trial, before anything was written
+
+
+@pytest.mark.gpu
+def test_one_measured_gpu_step_grows_with_the_batch_and_meets_its_share():
+    """On a CUDA device only (`pytest -m gpu`; not run where there is none, as on the dev VM)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible")
+    from raylab.declare.config import TrialConfig
+    from raylab.sweep.doctor.step_memory import gpu_step
+
+    trial = TrialConfig.from_dict(model="resnet20", data="synthetic:200").to_dict()
+    small, big = (gpu_step({**trial, "batch_size": b}, None, (3, 32, 32), 10, data_bytes=0) for b in (64, 1024))
+    assert not small["oom"] and not big["oom"] and big["peak"] > small["peak"] > 0
+    assert checks.gpu_memory_problem("n", "m", 1.0, big) is None  # resnet20 at 1024 fits any whole GPU here
+    assert checks.gpu_memory_problem("n", "m", big["peak"] / big["total"] / 2, big) is not None

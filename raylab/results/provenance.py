@@ -22,6 +22,7 @@ import hashlib
 import platform
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -29,11 +30,11 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-import raylab
 from raylab.results.contract import PLACEMENT_COLUMNS, STUDY_JSON
 from raylab.results.storage import exists, join, read_json
 
 PACKAGES = ("torch", "torchvision", "ray", "pyarrow", "numpy")  # what a trial's numbers depend on
+PACKAGE = Path(__file__).resolve().parents[1]  # the raylab package this module belongs to
 HASH_CHARS = 12  # hex digits shown and stored: 48 bits, no collision among a project's versions
 NOT_RECORDED = "not recorded (written by a raylab that did not record where its results came from)"
 
@@ -47,7 +48,8 @@ def record(data: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """This process's raylab, packages and host, as study.json and `raylab doctor` record them."""
-    return {"raylab": raylab.__version__, "code_hash": code_hash(), "git": git_state(),
+    version = sys.modules["raylab"].__version__  # imported before any of its modules, this one included
+    return {"raylab": version, "code_hash": code_hash(), "git": git_state(),
             "python": platform.python_version(), "packages": package_versions(),
             "host": socket.gethostname(), "platform": platform.platform(terse=True), "cpu": cpu_name()}
 
@@ -66,7 +68,7 @@ def package_versions() -> dict[str, str | None]:
 def code_hash(package: Path | None = None) -> str:
     """sha256 over raylab's .py files (relative path and bytes, in path order), as on disk now:
     an edited file on one node changes that node's hash, imported or not."""
-    root = package or Path(raylab.__file__).resolve().parent
+    root = package or PACKAGE
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -77,7 +79,7 @@ def code_hash(package: Path | None = None) -> str:
 def git_state(package: Path | None = None) -> dict[str, Any] | None:
     """{commit, dirty} when raylab runs from a git checkout (an editable install), else None.
     dirty: a tracked file differs from the commit."""
-    root = (package or Path(raylab.__file__).resolve().parent).parent
+    root = (package or PACKAGE).parent
     try:
         commit = _git(root, "rev-parse", "HEAD")
         changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".")

@@ -12,7 +12,7 @@ from raylab.declare.config import ConfigError, SweepOptions, TrialConfig
 from raylab.errors import ClusterError
 from raylab.sweep.doctor import checks
 from raylab.sweep.doctor.checks import Problem
-from raylab.sweep.doctor.run import Node, first_line, pinned
+from raylab.sweep.doctor.nodes import Node, first_line, pinned
 from raylab.sweep.doctor.step_memory import cpu_step, gpu_step, step_config
 from raylab.sweep.node_wait import declared_node_types
 from raylab.sweep.resources import check_resources, default_resources

@@ -103,7 +103,8 @@ def one_batch(cfg: TrialConfig, shape: tuple[int, ...], classes: int):
     def labels(n: int):
         return torch.arange(n, dtype=torch.int64) % classes
 
-    return Dataset(source="doctor", classes=[str(i) for i in range(classes)], train_x=images(n_train),
+    # The trial's source name: a data set's own normalisation is looked up by it (raylab/data/datasets.py).
+    return Dataset(source=cfg.data, classes=[str(i) for i in range(classes)], train_x=images(n_train),
                    train_y=labels(n_train), test_x=images(n_test), test_y=labels(n_test))
 
 
