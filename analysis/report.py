@@ -7,7 +7,10 @@ it is safe to call, and the figures of `analysis.report_figures` as PNG files
 next to report.md, linked relatively. One config keeps one colour in every
 figure (`plots.config_colors`). `--format html` adds report.html
 (`analysis.report_html`: contents, heading anchors, readable on a phone).
-No timestamps: the same results give the same report.
+Each section also lists where its numbers came from (study.json's provenance,
+the nodes and devices its trials ran on: raylab/results/provenance.py) and
+warns when its variants, or folders compared together, ran on different
+raylab code or device kinds. No timestamps: the same results give the same report.
 
 A combined folder (`raylab.declare.study.combine`, e.g. results/assignment: several
 values in the `study` column) is split with `Study.split()`: one section per

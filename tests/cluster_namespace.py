@@ -205,19 +205,19 @@ def local_config(key: Path) -> Path:
 
 
 def doctor_steps(c: str, s3: str) -> None:
-    """`raylab doctor` run on the head against the whole cluster, healthy and with one fault at a
-    time on the worker; `raylab run` refused while the worker's code differs. Trials on CPU: the
-    worker's 2 GPUs are logical (for packing), and doctor would rightly say it has no CUDA."""
+    """`raylab doctor` run on the head against the whole cluster: healthy, then with three faults
+    on the worker at once (its ~/raylab-src edited, a storage folder it sees read-only, a batch
+    its memory cannot hold), each a line of its own; `raylab run` refused while the worker's
+    code differs. Trials on CPU: the worker's 2 GPUs are logical (for packing), and doctor would
+    rightly say it has no CUDA."""
     job = "~/raylab-src/jobs/quickstart.py --data synthetic:200 --set device=cpu"
     step("doctor healthy", f"ray exec {c} 'raylab doctor --storage {s3}/doctor {job}'", timeout=300)
-    step("doctor memory", f"ray exec {c} 'raylab doctor --storage {s3}/doctor {job} --set batch_size=1000000'",
-         timeout=300)
-    step("doctor storage", f"ray exec {c} 'raylab doctor --storage {RO_STORE}'", timeout=300)
     edited = WORKER_HOME / "raylab-src" / "raylab" / "errors.py"
     original = edited.read_bytes()
     edited.write_bytes(original + b"# edited on the worker only\n")
     try:
-        step("doctor code", f"ray exec {c} 'raylab doctor --storage {s3}/doctor'", timeout=300)
+        step("doctor faults", f"ray exec {c} 'raylab doctor --storage {RO_STORE} {job} --set batch_size=1000000'",
+             timeout=300)
         step("run refused", f"ray submit {c} jobs/quickstart.py -- --storage {s3}/refused {FAST}")
         step("nothing written", f"python -c {shlex.quote(NOTHING)} {BUCKET} refused/")
     finally:

@@ -88,12 +88,10 @@ def _refused(steps, name) -> list[str]:
 def _doctor_steps(steps) -> None:
     out = _ok(steps, "doctor healthy")
     assert "all checks pass" in out and WORKER in out and "10.10.0.1 (head)" in out, out[-3000:]
-    [line] = _refused(steps, "doctor memory")
-    assert line.startswith(f"problem: node {WORKER} has ") and "at batch 1000000 needs about" in line, line
-    [line] = _refused(steps, "doctor storage")
-    assert line.startswith(f"problem: node {WORKER} cannot write, read back and delete") and "Read-only" in line
-    [line] = _refused(steps, "doctor code")
-    assert line.startswith(f"problem: node {WORKER} runs raylab 0.1.0 (code ") and "`ray up` again" in line
+    code, storage, memory = _refused(steps, "doctor faults")  # the node's own problems, then the job's
+    assert code.startswith(f"problem: node {WORKER} runs raylab 0.1.0 (code ") and "`ray up` again" in code
+    assert storage.startswith(f"problem: node {WORKER} cannot write, read back and delete") and "Read-only" in storage
+    assert memory.startswith(f"problem: node {WORKER} has ") and "at batch 1000000 needs about" in memory
     run = steps["run refused"]
     assert run["rc"] != 0 and f"node {WORKER} runs raylab" in run["out"] and "--skip-doctor" in run["out"]
     assert "Traceback" not in run["out"], run["out"][-3000:]

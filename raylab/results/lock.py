@@ -35,7 +35,7 @@ import uuid
 
 from raylab.errors import LockError, StorageError
 from raylab.results.conditional import Conflict, conditional_object
-from raylab.results.storage import check_writable, is_uri, join, resolve_fs, write_bytes
+from raylab.results.storage import check_writable, delete_file, is_uri, join, resolve_fs, write_bytes
 
 LEASE = ".lease.json"
 HEARTBEAT_S = 10.0
@@ -150,8 +150,7 @@ class StorageLease:
             return
         holder = read_lease(self.path)
         if holder and holder.get("token") == self.token:
-            fs, p = resolve_fs(self.path)
-            fs.delete_file(p)
+            delete_file(self.path)
 
 
 def _parse(body: bytes) -> dict:

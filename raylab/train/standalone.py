@@ -43,12 +43,16 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
         restarts = int(writer.trials.get(trial_id, {}).get("restarts") or 0) + 1  # this start is a restart
 
     data = load_dataset(cfg.data, cfg.data_root, download=cfg.download)
-    if not exists(join(str(out), STUDY_JSON)):  # its name and provenance; a resumed run keeps the first's
-        write_json(join(str(out), STUDY_JSON), {"name": meta["study"], "provenance": record([(cfg.data, vars(data))])})
+    study_json = join(str(out), STUDY_JSON)  # its name and provenance; a resumed run keeps the first's
+    about = None if exists(study_json) else {"name": meta["study"], "provenance": record([(cfg.data, vars(data))])}
     where = placement(cfg.device)
     started = time.time()
 
     def report(row: dict, checkpoint) -> None:
+        nonlocal about
+        if about is not None:  # with the first rows: a run refused before training writes nothing
+            write_json(study_json, about)
+            about = None
         writer.add_epoch(epoch_record(meta, config, row))
         writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=restarts,
                                       **running_best(writer.trials.get(trial_id), row), **where))
