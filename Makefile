@@ -1,5 +1,7 @@
 # make run   : create .venv, install, run the quickstart study on local Ray
-# make test  : create .venv, install, run the test suite
+# make test  : create .venv, install, install the Debian packages the tests need when it can
+#              (scripts/system_deps.sh; SYSTEM_DEPS=no skips that), run every test
+# make test-fast : the fast tier only (no Ray, no long processes; docs/tests.md)
 # make bench : create .venv, install, run the benchmarks (JSON on stdout)
 # make gpu-data  : copy the shared CIFAR-10 copy into .gpu-data/ (ignored), so it travels to a GPU machine
 # make gpu-check : the GPU acceptance script, with the python already there (no venv: that machine has no pip)
@@ -11,12 +13,15 @@ SHARED_CIFAR := ../shared/data/cifar10-jpg.tar.gz
 # checkout's shared copy when there is one; override: make run DATA=folder:PATH
 DATA ?= $(if $(wildcard $(SHARED_CIFAR)),folder:$(SHARED_CIFAR),cifar10)
 RUN_ARGS ?=
+SYSTEM_DEPS ?= yes
+# The fast tier: every test without a tier marker (pyproject.toml lists them).
+FAST_TIER := not ray and not slow and not launcher and not browser and not gpu
 
 GPU_DATA := .gpu-data/cifar10-jpg.tar.gz
 CIFAR_COPY ?= $(SHARED_CIFAR)
 GPU_CHECK_ARGS ?=
 
-.PHONY: run test bench clean venv gpu-data gpu-check
+.PHONY: run test test-fast system-deps bench clean venv gpu-data gpu-check
 venv: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml
@@ -28,8 +33,16 @@ $(BIN)/.installed: pyproject.toml
 run: venv
 	$(BIN)/raylab run jobs/quickstart.py --data $(DATA) $(RUN_ARGS)
 
-test: venv
+test: venv system-deps
 	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "$(FAST_TIER)"
+
+system-deps:
+ifneq ($(SYSTEM_DEPS),no)
+	scripts/system_deps.sh
+endif
 
 bench: venv
 	$(BIN)/python bench/trainer.py

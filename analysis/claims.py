@@ -31,7 +31,7 @@ from raylab.declare.claim import Claim, ClaimError
 from raylab.results import config_column
 
 from .intervals import LEVEL, MAX_SEEDS, one_sample, seeds_needed, t_cdf, t_quantile, welch  # noqa: F401
-from .load import Study
+from .load import StudyResults
 
 DONE = ("completed", "diverged")  # a diverged trial keeps its epochs: its best val acc is a sample
 # Config fields newer than some result files, with the value every trial had before the field existed.
@@ -58,7 +58,7 @@ class Verdict:
 
 
 # ------------------------------------------------------------------ samples
-def claims_of(studies: Sequence[Study]) -> list[Claim]:
+def claims_of(studies: Sequence[StudyResults]) -> list[Claim]:
     """Every claim in the folders' study.json, once each (by study and text), in order."""
     out: dict[tuple[str, str], Claim] = {}
     for s in studies:
@@ -68,7 +68,7 @@ def claims_of(studies: Sequence[Study]) -> list[Claim]:
     return list(out.values())
 
 
-def samples(claim: Claim, variant: str, studies: Sequence[Study]) -> pd.Series:
+def samples(claim: Claim, variant: str, studies: Sequence[StudyResults]) -> pd.Series:
     """The claim's metric for `variant`, one value per seed (index), from every folder."""
     config = claim.configs.get(variant)
     if config is None:
@@ -121,7 +121,7 @@ def _same(have, want) -> bool:
     return have == want
 
 
-def _other_settings(claim: Claim, variant: str, studies: Sequence[Study]) -> str:
+def _other_settings(claim: Claim, variant: str, studies: Sequence[StudyResults]) -> str:
     """'; N trials of study/variant ran with epochs=10 (declared 200)': why rows of that name do not count."""
     config = claim.configs[variant]
     for s in studies:
@@ -140,7 +140,7 @@ def _value(row: pd.Series, key: str):
     return row[col] if col in row.index and not pd.isna(row[col]) else ADDED_FIELDS.get(key)
 
 
-def _metric(metric: str, row, study: Study) -> float:
+def _metric(metric: str, row, study: StudyResults) -> float:
     if metric == "overfit_gap":  # train acc - val acc at the last epoch: the overfitting left at the end
         m = study.metrics
         last = m[m["trial_id"] == row.trial_id].sort_values("epoch").tail(1)
@@ -154,7 +154,7 @@ def _metric(metric: str, row, study: Study) -> float:
 
 
 # ------------------------------------------------------------------ verdicts
-def check(claim: Claim, studies: Sequence[Study]) -> Verdict:
+def check(claim: Claim, studies: Sequence[StudyResults]) -> Verdict:
     """The claim's verdict from the folders' trials."""
     got = {v: samples(claim, v, studies).dropna() for v in claim.variants()}
     n = min(len(s) for s in got.values())
@@ -241,7 +241,7 @@ def _ratio(claim: Claim, got: dict[str, pd.Series], n: int) -> Verdict:
 
 
 # ------------------------------------------------------------------ table
-def evaluate(studies: Sequence[Study]) -> list[Verdict]:
+def evaluate(studies: Sequence[StudyResults]) -> list[Verdict]:
     return [check(c, studies) for c in claims_of(studies)]
 
 

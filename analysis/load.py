@@ -3,7 +3,7 @@
     study = load_study("results/lab2_lr_sweep")       # or "s3://bucket/results/lab2_lr_sweep"
     study.metrics, study.trials, study.weights         # tidy tables, one row per epoch / trial / bin
     study.swept                                        # config fields the variants differ in: ["lr"]
-    study.split()                                      # a combined sweep: one Study per `study` value
+    study.split()                                      # a combined sweep: one StudyResults per `study` value
 
 Reads compacted folders (the three files), the append-only parts of a running
 or killed sweep (raylab/results/parts.py) and mixes of both alike, one row per key.
@@ -14,7 +14,7 @@ raises StudyError with one line.
 A combined sweep (`raylab.declare.study.combine`, e.g. jobs/assignment.py) writes one
 folder whose rows carry several values in the `study` column; an identical
 config is trained once and its rows are written under every study holding it.
-`study.split()` (= `split_studies(study)`) gives one Study per value, each as
+`study.split()` (= `split_studies(study)`) gives one StudyResults per value, each as
 a folder of its own would load: its variants only, swept fields inferred
 within it, the same path.
 Imports neither torch nor Ray.
@@ -32,23 +32,12 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from raylab import results as R
+from raylab.declare.config import RUNTIME_FIELDS
 from raylab.results.parts import has_table
+from raylab.results.storage import is_uri, read_json
 
-# Config fields that describe where or how a trial ran, not what it studies:
-# never reported as a swept field even when they differ between variants.
-RUN_FIELDS = frozenset({
-    "data_root", "download", "device", "threads", "compile", "eval_batch_size",
-    "hist_bins", "fail_at_epoch",
-})
 # Columns of metrics / trials that are results, not config (where a trial ran is not config either).
 _RESULT_COLUMNS = frozenset(R.METRIC_COLUMNS) | frozenset(R.TRIAL_COLUMNS) | frozenset(R.PLACEMENT_COLUMNS)
-_NUMERIC = {
-    R.METRICS: ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                "epoch_seconds", "images_per_second"],
-    R.TRIALS: ["epochs_run", "best_val_acc", "best_epoch", "final_val_acc", "n_params",
-               "macs", "wall_seconds", "restarts"],
-    R.WEIGHTS: ["bin_left", "bin_right", "count"],
-}
 
 
 class StudyError(R.ResultsError):
@@ -56,8 +45,9 @@ class StudyError(R.ResultsError):
 
 
 @dataclass
-class Study:
-    """One study folder (or several, see `load_studies`) as three tidy DataFrames."""
+class StudyResults:
+    """What one study folder (or several, see `load_studies`) holds, as three tidy DataFrames:
+    `load_study` returns it. (raylab's `Study` is the declaration a job file makes.)"""
 
     name: str
     path: str
@@ -79,8 +69,8 @@ class Study:
         """The values of the `study` column, sorted (several in a combined sweep)."""
         return sorted(set(self.trials["study"].dropna()) | set(self.metrics["study"].dropna()))
 
-    def split(self) -> list["Study"]:
-        """One Study per `study` value (see `split_studies`); [self] when there is one."""
+    def split(self) -> list["StudyResults"]:
+        """One StudyResults per `study` value (see `split_studies`); [self] when there is one."""
         return split_studies(self)
 
     @property
@@ -96,15 +86,15 @@ class Study:
         return bool((self.trials["status"] == "running").any())
 
     def __repr__(self) -> str:
-        return (f"Study({self.name!r}, {len(self.variants)} variants, {len(self.trials)} trials, "
+        return (f"StudyResults({self.name!r}, {len(self.variants)} variants, {len(self.trials)} trials, "
                 f"{len(self.metrics)} epoch rows, swept={self.swept})")
 
 
 # ------------------------------------------------------------------ loading
-def load_study(path: str | os.PathLike) -> Study:
+def load_study(path: str | os.PathLike) -> StudyResults:
     """Load one study folder: a local path or a pyarrow filesystem URI (s3://, gs://, file://)."""
     path = os.fspath(path)
-    if "://" not in path:
+    if not is_uri(path):
         path = path.rstrip("/") or "/"
     info = _info(path)
     if info.type == pafs.FileType.NotFound:
@@ -130,11 +120,11 @@ def load_study(path: str | os.PathLike) -> Study:
     for df in (metrics, trials, weights):  # a single-run folder may leave `study` empty
         if len(df):
             df["study"] = df["study"].fillna(name).astype(str)
-    return Study(name=name, path=path, metrics=metrics, trials=trials, weights=weights, meta=meta)
+    return StudyResults(name=name, path=path, metrics=metrics, trials=trials, weights=weights, meta=meta)
 
 
-def load_studies(paths: Iterable[str | os.PathLike]) -> Study:
-    """Load several study folders into one Study; the `study` column tells them apart."""
+def load_studies(paths: Iterable[str | os.PathLike]) -> StudyResults:
+    """Load several study folders into one StudyResults; the `study` column tells them apart."""
     studies = [load_study(p) for p in paths]
     if not studies:
         raise StudyError("no study folders given")
@@ -148,13 +138,13 @@ def load_studies(paths: Iterable[str | os.PathLike]) -> Study:
         return pd.concat(frames, ignore_index=True, sort=False)
 
     meta = {"studies": [s.meta or {"name": s.name} for s in studies]}
-    return Study(name=" + ".join(s.name for s in studies), path=",".join(s.path for s in studies),
+    return StudyResults(name=" + ".join(s.name for s in studies), path=",".join(s.path for s in studies),
                  metrics=cat("metrics"), trials=cat("trials"), weights=cat("weights"), meta=meta)
 
 
 # ------------------------------------------------------------------ combined sweeps
-def split_studies(study: Study) -> list[Study]:
-    """The studies of a combined folder (several `study` values) as one Study each.
+def split_studies(study: StudyResults) -> list[StudyResults]:
+    """The studies of a combined folder (several `study` values) as one StudyResults each.
 
     Each part holds only the metrics / trials / weights rows of its `study`
     value, so its variants, summary and inferred swept fields are its own, as
@@ -177,12 +167,12 @@ def split_studies(study: Study) -> list[Study]:
             return df[df["study"] == name].reset_index(drop=True)
         meta = {**metas.get(name, {}), "name": name, "combined": study.name,
                 **{k: study.meta[k] for k in ("provenance",) if k in study.meta}}  # one driver ran them all
-        parts.append(Study(name=name, path=study.path, metrics=rows(study.metrics),
+        parts.append(StudyResults(name=name, path=study.path, metrics=rows(study.metrics),
                            trials=rows(study.trials), weights=rows(study.weights), meta=meta))
     return parts
 
 
-def shared_variants(study: Study) -> list[list[tuple[str, str]]]:
+def shared_variants(study: StudyResults) -> list[list[tuple[str, str]]]:
     """Groups of (study, variant) of a combined folder that are the same runs.
 
     A combined sweep trains each distinct config once and writes its rows under
@@ -235,7 +225,7 @@ def swept_fields(trials: pd.DataFrame) -> list[str]:
     out = []
     for col in config_fields(trials):
         name = "lr" if col == "base_lr" else col
-        if name in RUN_FIELDS:
+        if name in RUNTIME_FIELDS:  # where or how a trial ran: never a swept field
             continue
         values = trials[col].map(_hashable)
         per_variant = values.groupby(trials["variant"]).nunique(dropna=False)
@@ -286,7 +276,7 @@ def _child_studies(path: str) -> list[str]:
 
 def _read(path: str, name: str) -> pd.DataFrame:
     df = R.read_table(path, name, required=False)
-    for col in _NUMERIC[name]:
+    for col in R.NUMERIC[name]:
         if df[col].dtype != "float64":  # as written: no 6-million-row copy for the weights' bins
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce")
@@ -301,8 +291,7 @@ def _read_meta(path: str) -> dict[str, Any]:
         fs, p = R.resolve_fs(meta_path)
         if fs.get_file_info(p).type != pafs.FileType.File:
             return {}
-        with fs.open_input_stream(p) as fh:
-            meta = json.loads(fh.read().decode("utf-8"))
+        meta = read_json(meta_path)
     except (OSError, ValueError) as exc:
         raise StudyError(f"{meta_path} is not valid JSON ({str(exc).splitlines()[0]})") from None
     if not isinstance(meta, dict):

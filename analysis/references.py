@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import claims
-from .load import Study
+from .load import StudyResults
 
 
 @dataclass
@@ -20,7 +20,7 @@ class References:
     pairs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # study -> (a, b): b - a drawn
 
     @classmethod
-    def of(cls, study: Study) -> "References":
+    def of(cls, study: StudyResults) -> "References":
         """From the folder's study.json; a value counts only where the variant's trials have the
         config it was declared for (an older run with other settings gets no `report` column)."""
         refs = cls()

@@ -13,7 +13,7 @@ warns when its variants, or folders compared together, ran on different
 raylab code or device kinds. No timestamps: the same results give the same report.
 
 A combined folder (`raylab.declare.study.combine`, e.g. results/assignment: several
-values in the `study` column) is split with `Study.split()`: one section per
+values in the `study` column) is split with `StudyResults.split()`: one section per
 study, each rendered as that study's own folder would be (its variants, swept
 fields, figures prefixed by its name, its `report` column), after a short
 intro naming the runs shared between studies.
@@ -39,15 +39,15 @@ from raylab.results.provenance import mixed, section
 from raylab.results.storage import is_uri
 
 from . import claims, plots
-from .load import Study, StudyError, load_study, shared_variants
+from .load import StudyResults, StudyError, load_study, shared_variants
 from .order import variant_order
 from .references import References
 from .report_figures import slug, study_figures
 from .report_html import heading_id, markdown_to_html
-from .summary import difference, fmt_pm, rank, summarize, to_markdown
+from .variant_stats import difference, fmt_pm, rank, summarize, to_markdown
 
 # ------------------------------------------------------------------ report
-def _reported(study: Study, variants: Sequence[str], refs: References,
+def _reported(study: StudyResults, variants: Sequence[str], refs: References,
               same_runs: Mapping[tuple[str, str], list[tuple[str, str]]]) -> tuple[dict, list[str]]:
     """variant -> course-report value, own or via a variant that is the same runs; and notes saying so.
 
@@ -70,7 +70,7 @@ def _reported(study: Study, variants: Sequence[str], refs: References,
     return values, notes
 
 
-def _headline(study: Study, table, reported: Mapping[str, float], course_epochs: int | None,
+def _headline(study: StudyResults, table, reported: Mapping[str, float], course_epochs: int | None,
               link: str) -> str:
     """One line for the summary: the best variant, whether the lead is safe, what did not learn."""
     if table.empty:
@@ -101,7 +101,7 @@ def _headline(study: Study, table, reported: Mapping[str, float], course_epochs:
     return line
 
 
-def _study_section(study: Study, out: Path, colors: Mapping[str, str], refs: References,
+def _study_section(study: StudyResults, out: Path, colors: Mapping[str, str], refs: References,
                    same_runs: Mapping[tuple[str, str], list[tuple[str, str]]],
                    level: int = 2, prefix: str | None = None, link: str | None = None) -> tuple[list[str], str]:
     """The section's Markdown lines and its one-line headline for the summary (starting with
@@ -161,7 +161,7 @@ def _short_run_note(course: int | None, epochs: int) -> list[str]:
             f"after {course}, so `best − report` measures the missing epochs as much as the code.", ""]
 
 
-def _combined_intro(study: Study, parts: list[Study], anchors: Sequence[str]) -> list[str]:
+def _combined_intro(study: StudyResults, parts: list[StudyResults], anchors: Sequence[str]) -> list[str]:
     lines = [f"## {study.name}", "",
              f"Folder `{study.path}` holds a combined sweep of {len(parts)} studies: "
              + ", ".join(f"[{p.name}](#{a})" for p, a in zip(parts, anchors))
@@ -174,7 +174,7 @@ def _combined_intro(study: Study, parts: list[Study], anchors: Sequence[str]) ->
     return lines
 
 
-def _claims_section(studies: Sequence[Study]) -> list[str]:
+def _claims_section(studies: Sequence[StudyResults]) -> list[str]:
     verdicts = claims.evaluate(studies)
     if not verdicts:
         return []

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 from raylab.results import config_column
 
 from . import plots
-from .load import Study, diverged_trials
+from .load import StudyResults, diverged_trials
 from .outcome import CHANCE_ACC, did_not_learn_trials
 
 
@@ -31,7 +31,7 @@ def figure_pairs(variants: Sequence[str], pairs: Sequence[tuple[str, str]]) -> l
     return [(a, b) for a, b in pairs if a in have and b in have and have != {a, b}]
 
 
-def study_figures(study: Study, out: Path, colors: Mapping[str, str],
+def study_figures(study: StudyResults, out: Path, colors: Mapping[str, str],
                   pairs: Sequence[tuple[str, str]], prefix: str | None = None) -> list[tuple[str, str]]:
     """Draw and save the study's figures into `out` as PREFIX_*.png (default prefix: the study's
     name); returns (file name, caption) pairs."""

@@ -4,6 +4,8 @@ Kept import-light on purpose: `raylab.results` and the `analysis` package are
 used in notebooks without torch or Ray, so nothing heavy is imported here.
 """
 __version__ = "0.1.0"
+__all__ = ["Claim", "Study", "TrialConfig", "choice", "combine", "grid", "loguniform", "model", "randint",
+           "register_data", "uniform", "variant"]
 
 
 def __getattr__(name: str):
@@ -18,7 +20,7 @@ def __getattr__(name: str):
         from raylab.declare import space
         return getattr(space, name)
     if name == "register_data":  # a data set built in Python: data="arrays:NAME"
-        from raylab.data.datasets import register_data
+        from raylab.data.arrays import register_data
         return register_data
     if name == "model":  # @raylab.model("mynet"): a job file's own network
         from raylab.declare.registry import model

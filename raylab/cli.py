@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from raylab.declare.config import SweepOptions, TrialConfig, config_fields
-from raylab.errors import ConfigError, UsageError, main_guard
+from raylab.declare.config import SCHEDULERS, SEARCHES, SHORTCUTS, SOURCES, SweepOptions, TrialConfig, config_fields
+from raylab.errors import DISK_ERRNOS, ConfigError, UsageError, UserError
 from raylab.declare.study import Study, load_job, select
 
 
@@ -57,6 +58,27 @@ def run_job(study: Study, argv: list[str] | None = None) -> int:
         return _run(apply_run_flags(study, args), args)
 
     return main_guard(go, debug="--debug" in argv)
+
+
+def main_guard(fn, debug: bool = False) -> int:
+    """Run a command: a user error becomes one line and exit 2, a bug keeps its traceback."""
+    if debug:  # and Ray's and Tune's log lines about it stay on stderr (raylab/sweep/storage_noise.py)
+        logging.getLogger("raylab").setLevel(logging.DEBUG)
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        print("raylab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `raylab status ... | head`: the reader left, nothing is wrong
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except Exception as exc:
+        user = isinstance(exc, UserError) or (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
+        if debug or not user:
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(text if text.startswith("raylab") else f"raylab: error: {text}", file=sys.stderr)
+        return 2
 
 
 # ------------------------------------------------------------------ parser
@@ -98,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="parameter shapes, counts and MACs of the registered models")
     p.add_argument("name", nargs="?", help="one model (default: all)")
     p.add_argument("--batchnorm", action="store_true")
-    p.add_argument("--shortcut", default="A", choices=("A", "B"))
+    p.add_argument("--shortcut", default=TrialConfig.shortcut, choices=SHORTCUTS)
     p.add_argument("--job", help="a job file: also list the models it declares with @raylab.model")
     p.set_defaults(func=cmd_models)
 
@@ -135,28 +157,31 @@ def _show(value: object) -> str:
 
 
 def add_run_flags(p: argparse.ArgumentParser, skip_doctor: bool = True) -> None:
+    """The flags of `raylab run` and of a job file run as a script; defaults are SweepOptions'."""
+    d = SweepOptions
     g = p.add_argument_group("run options", "any config field can be forced with --set FIELD=VALUE")
     g.add_argument("--epochs", type=int, help="epochs per trial (default: the study's)")
     g.add_argument("--seeds", type=int, help="seeds per variant (default: the study's)")
-    g.add_argument("--data", help="cifar10 | folder:PATH | synthetic[:N]")
-    g.add_argument("--data-root", help="where cifar10 and the decoded caches live (default: data)")
-    g.add_argument("--storage", default="results", help="results root: a folder or s3://... (default: results)")
+    g.add_argument("--data", help=SOURCES.replace(" or ", ", "))
+    g.add_argument("--data-root", help=f"where cifar10 and the decoded caches live (default: {TrialConfig.data_root})")
+    g.add_argument("--storage", default=d.storage, help=f"results root: a folder or s3://... (default: {d.storage})")
     g.add_argument("--address", help="Ray cluster: auto or HOST:PORT (default: start a local Ray)")
     g.add_argument("--gpus-per-trial", type=float, help="GPU share per trial, e.g. 0.25 (default: per model)")
     g.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: 1, 2 with a whole GPU)")
-    g.add_argument("--workers", type=int, default=1, help="DDP workers per trial (default 1: no DDP)")
-    g.add_argument("--max-concurrent", type=int, default=0, help="at most this many trials at once")
-    g.add_argument("--scheduler", choices=("fifo", "asha", "pbt"), default=None, help="asha: stop weak trials "
-                   "early; pbt: clone strong trials' weights, perturb lr/momentum/wd (default: the study's, else fifo)")
-    g.add_argument("--search", choices=("random", "optuna"), default=None,
-                   help="how a study's distributions are sampled (default: the study's, else random; optuna: TPE)")
+    g.add_argument("--workers", type=int, default=d.workers, help=f"DDP workers per trial (default {d.workers}: no DDP)")
+    g.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help="at most this many trials at once")
+    g.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="asha: stop weak trials early; pbt: "
+                   f"clone strong trials' weights, perturb lr/momentum/wd (default: the study's, else {d.scheduler})")
+    g.add_argument("--search", choices=SEARCHES, default=None, help="how a study's distributions are sampled "
+                   f"(default: the study's, else {d.search}; optuna: TPE)")
     g.add_argument("--num-samples", type=int, help="draws per variant-seed pair of a searched study (default: the study's)")
-    g.add_argument("--log", choices=("mlflow",), default="", help="also log to MLflow (TensorBoard files: always)")
+    g.add_argument("--log", choices=("mlflow",), default=d.log, help="also log to MLflow (TensorBoard files: always)")
     g.add_argument("--mlflow-uri", help="MLflow tracking URI (default: an SQLite store in the study folder)")
-    g.add_argument("--max-failures", type=int, default=2, help="restarts of a crashed trial (default 2)")
+    g.add_argument("--max-failures", type=int, default=d.max_failures,
+                   help=f"restarts of a crashed trial (default {d.max_failures})")
     g.add_argument("--num-cpus", type=int, help="CPUs local Ray may use (default: all)")
-    g.add_argument("--wait-for-nodes", type=float, default=600, metavar="SECONDS",
-                   help="on a cluster, wait this long for the autoscaler to add a node a trial fits (default 600)")
+    g.add_argument("--wait-for-nodes", type=float, default=d.wait_for_nodes, metavar="SECONDS",
+                   help=f"on a cluster, wait this long for the autoscaler to add a node a trial fits (default {d.wait_for_nodes:g})")
     g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="force a config field on every trial")
     g.add_argument("--only", action="append", default=[], metavar="GLOB",
                    help="run only variants whose STUDY/VARIANT name matches, e.g. 'lab2_*' or '*/lr=0.1'")
@@ -192,8 +217,8 @@ def sweep_options(args: argparse.Namespace, study: Study | None = None) -> Sweep
     return SweepOptions(storage=args.storage, address=args.address, gpus_per_trial=args.gpus_per_trial,
                         cpus_per_trial=args.cpus_per_trial, workers=args.workers,
                         max_concurrent=args.max_concurrent,
-                        scheduler=args.scheduler or getattr(study, "scheduler", None) or "fifo",
-                        search=args.search or getattr(study, "search", None) or "random",
+                        scheduler=args.scheduler or getattr(study, "scheduler", None) or SweepOptions.scheduler,
+                        search=args.search or getattr(study, "search", None) or SweepOptions.search,
                         max_failures=args.max_failures, num_cpus=args.num_cpus,
                         wait_for_nodes=args.wait_for_nodes, verbose=0 if args.quiet else 1,
                         log=args.log, mlflow_uri=args.mlflow_uri).validate()
@@ -250,48 +275,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _summary(root: str) -> int:
-    """Variant, seeds, best val acc mean ± std: the table a user reads first."""
-    from raylab.results import TRIALS, read_table
+    """The per-variant table a sweep ends with; exit status 1 when a trial failed."""
+    from raylab.results.status import variant_lines
 
-    trials = read_table(root, TRIALS)
-    several = trials["study"].nunique() > 1  # a combined sweep: name each row's study too
-    print()
-    print(f"{'variant':<36} {'seeds':>5} {'best val acc':>17} {'status'}")
-    for (study, variant), g in trials.groupby(["study", "variant"], sort=False):
-        acc = g["best_val_acc"].astype(float)
-        std = f"± {acc.std():.4f}" if len(acc) > 1 else "       "
-        states = ", ".join(f"{k} {v}" for k, v in g["status"].value_counts().items())
-        name = f"{study}/{variant}" if several else variant
-        print(f"{name:<36} {len(g):>5} {acc.mean():>8.4f} {std} {states}")
-    failed = int((trials["status"] == "failed").sum())
-    print(f"\nresults: {root}/  (metrics.parquet, trials.parquet, weights.parquet)")
-    if failed:
-        print(f"{failed} trial(s) failed: `raylab resume {root}` retries them from their checkpoints")
+    lines, failed = variant_lines(root)
+    print("\n".join(lines))
     return 1 if failed else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """One line per trial from the Parquet files: works while a sweep runs, or after."""
-    from raylab.results import METRICS, TRIALS, read_table
     from raylab.results.provenance import status_lines
+    from raylab.results.status import trial_lines
 
-    trials = read_table(args.study_dir, TRIALS)
-    metrics = read_table(args.study_dir, METRICS, required=False)
-    best = metrics.groupby("trial_id")["val_acc"].max()
-    print(f"{'trial':<36} {'status':<10} {'epoch':>9} {'best val acc':>13} {'restarts':>8}")
-    for row in trials.sort_values("trial_id").to_dict("records"):
-        done, total = _int(row.get("epochs_run")), _int(row.get("epochs"))
-        print(f"{row['trial_id']:<36} {row['status']:<10} {done:>4}/{total:<4} "
-              f"{best.get(row['trial_id'], float('nan')):>13.4f} {_int(row.get('restarts')):>8}")
-    counts = trials["status"].value_counts().to_dict()
-    print("\n" + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {len(metrics)} epoch rows")
-    print("\n".join(status_lines(args.study_dir, trials)))  # where its numbers came from
+    print("\n".join(trial_lines(args.study_dir) + status_lines(args.study_dir)))  # + where its numbers came from
     return 0
-
-
-def _int(value) -> int:
-    """Missing or NaN (a trial that has not reported yet) reads as 0."""
-    return int(value) if value is not None and value == value else 0
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

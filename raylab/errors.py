@@ -2,16 +2,13 @@
 
 Everything else is a bug in raylab and keeps its traceback. Each kind names
 where the mistake is, so a caller can catch one without the others.
-`main_guard` is where a command's error becomes that line.
 """
 from __future__ import annotations
 
 import errno
-import os
 import re
-import sys
 
-# The disk, not the code: say which file, not where in raylab it happened.
+# The disk, not the code: a full, read-only or forbidden folder is the user's to fix.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
@@ -58,21 +55,13 @@ class StorageError(ResultsError):
         super().__init__(f"cannot write {path}: {reason}: free space or fix permissions there, "
                          "or choose another --storage / --out; files already written are intact")
 
+    def __reduce__(self):
+        # Ray copies and pickles a trial's exception on its way to the driver: rebuild it from
+        # its message, since __init__ wants the OSError that is gone by then.
+        return _from_message, (type(self), str(self))
 
-def main_guard(fn, debug: bool = False) -> int:
-    """Run a command: a user error becomes one line and exit 2, a bug keeps its traceback."""
-    try:
-        return fn()
-    except KeyboardInterrupt:
-        print("raylab: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `raylab status ... | head`: the reader left, nothing is wrong
-        sys.stdout = open(os.devnull, "w")
-        return 0
-    except Exception as exc:
-        user = isinstance(exc, UserError) or (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
-        if debug or not user:
-            raise
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        print(text if text.startswith("raylab") else f"raylab: error: {text}", file=sys.stderr)
-        return 2
+
+def _from_message(cls: type, message: str) -> UserError:
+    error = cls.__new__(cls)
+    UserError.__init__(error, message)
+    return error

@@ -1,4 +1,4 @@
-"""Copy the claims table that opens docs/results/report.md into README's "Verdicts so far":
+"""Copy the claims table that opens docs/results/report.md into README's "Course verdicts":
 the claims with a verdict as a table, the rest named in the paragraph after it. Run from the
 checkout root; scripts/fidelity_collect.sh runs it last, so README never types a verdict."""
 import re

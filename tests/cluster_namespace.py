@@ -82,7 +82,7 @@ def step(name: str, cmd: str, timeout: float = 240) -> subprocess.CompletedProce
 def user_env() -> dict:
     # RAY_UP_enable_autoscaler_v2=0: with Ray 2.60's default v2 autoscaler a
     # local-provider worker is never started (monitor.log lists only the head
-    # after 8 minutes); v1 starts it. README's on-prem steps say the same.
+    # after 8 minutes); v1 starts it. docs/cluster.md's on-prem steps say the same.
     return {**os.environ, **S3, "HOME": str(HOME), "PATH": f"{VENV}/bin:{os.environ['PATH']}",
             "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "RAY_UP_enable_autoscaler_v2": "0"}
 

@@ -22,14 +22,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from conftest import ROOT  # noqa: E402
+
 from analysis import load_studies, load_study, rank, summarize, to_markdown  # noqa: E402
 from analysis import plots  # noqa: E402
 from analysis.load import StudyError  # noqa: E402
 from analysis.report import main, write_report  # noqa: E402
-from analysis.summary import difference, fmt_pm  # noqa: E402
+from analysis.variant_stats import difference, fmt_pm  # noqa: E402
 from raylab import results as R  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 # The course report's numbers as job files put them in study.json (Study(reported=..., reported_epochs=30)).
 LAB1_REPORTED = [{"study": "lab1_simplenn", "variant": "baseline", "value": 0.6606, "epochs": 30},
                  {"study": "lab1_simplenn", "variant": "step-decay", "value": 0.6576, "epochs": 30}]
@@ -132,7 +133,7 @@ def studies(tmp_path_factory) -> dict[str, Path]:
 
 # ------------------------------------------------------------------ import hygiene
 def test_importing_analysis_leaves_torch_and_ray_out():
-    code = ("import sys, analysis, analysis.load, analysis.summary, analysis.plots, analysis.report\n"
+    code = ("import sys, analysis, analysis.load, analysis.variant_stats, analysis.plots, analysis.report\n"
             "bad = [m for m in ('torch', 'ray') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
@@ -491,7 +492,7 @@ def test_notebook_runs_headless(studies, monkeypatch):
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
 
 
-# ---------------------------------------------------------------- docs/results, README's table
+# ---------------------------------------------------------------- docs/results, docs/course.md's table
 DOCS_SUMMARY = """
 import json, sys
 from analysis.load import load_study
@@ -503,8 +504,8 @@ for folder in ("docs/results/assignment", "docs/results/lab3_resnet20"):
 assert not {"torch", "ray"} & set(sys.modules), "analysis pulled in torch or ray"
 print(json.dumps(out))
 """
-# README row -> the (study/variant, with its std?) whose numbers it shows, in order.
-README_ROWS = {
+# Table row -> the (study/variant, with its std?) whose numbers it shows, in order.
+TABLE_ROWS = {
     "Lab 1 baseline": [("lab1_simplenn/baseline", True)],
     "Lab 1 step decay": [("lab1_simplenn/step-decay", True)],
     "augmentation": [("lab2_augment/augment", True)],
@@ -518,24 +519,24 @@ README_ROWS = {
 }
 
 
-def test_docs_results_reproduce_readmes_table():
+def test_docs_results_reproduce_the_course_docs_table():
     """The committed Parquet tables, read by `analysis` alone (no torch, no Ray), give every
-    number of README's "course report, reproduced" table."""
+    number of the 2-seed table in docs/course.md."""
     import re
 
     proc = subprocess.run([sys.executable, "-c", DOCS_SUMMARY], capture_output=True, text=True, timeout=120,
                           cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout)
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| study | reproduced |"):].split("\n\n")[0].splitlines()[2:]
-    assert len(table) == len(README_ROWS), table
+    course = (ROOT / "docs" / "course.md").read_text()
+    table = course[course.index("| study | reproduced |"):].split("\n\n")[0].splitlines()[2:]
+    assert len(table) == len(TABLE_ROWS), table
     for line in table:
         label, cell = [c.strip() for c in line.strip("|").split("|")]
-        (key,) = [k for k in README_ROWS if label.startswith(k)]
+        (key,) = [k for k in TABLE_ROWS if label.startswith(k)]
         shown = re.findall(r"\d\.\d{3}", re.sub(r"\([^)]*\)", "", cell))  # the course's values are in brackets
         want = []
-        for name, with_std in README_ROWS[key]:
+        for name, with_std in TABLE_ROWS[key]:
             mean, std = got[name]
             want += [f"{mean:.3f}"] + ([f"{std:.3f}"] if with_std else [])
         assert shown == want, (label, cell)

@@ -8,10 +8,7 @@ as `python -m raylab` to keep the real entry point honest."""
 import hashlib
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -19,33 +16,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, image_tree, raylab, raylab_in_process
+
 CASES = json.loads((ROOT / "tests" / "bad_inputs.json").read_text())
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def raylab(*args, timeout=240, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "raylab", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=ENV)
-
-
-def png(path, size=(32, 32), mode="RGB"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new(mode, size, color=128 if mode == "L" else (200, 30, 30)).save(path)
-
-
-def tree(root, sizes=((32, 32),)):
-    for split in ("train", "test"):
-        for cls in ("cat", "dog"):
-            for i, size in enumerate(sizes):
-                png(root / split / cls / f"{i}.png", size)
 
 
 def simplenn_run(tmp):
-    from raylab.cli import main
-    code = main(["train", "--out", str(tmp / "run"), "--data", "synthetic:200", "--data-root", str(tmp / "d"),
-                 "--epochs", "1", "--batch-size", "50", "--threads", "1", "--quiet"])
-    assert code == 0
+    proc = raylab_in_process("train", "--out", tmp / "run", "--data", "synthetic:200", "--data-root", tmp / "d",
+                             "--epochs", "1", "--batch-size", "50", "--threads", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
 
 
 def setup(kind, tmp):
@@ -55,10 +34,10 @@ def setup(kind, tmp):
         (tmp / "tree" / "train").mkdir(parents=True)
         (tmp / "tree" / "test").mkdir(parents=True)
     elif kind == "mixed_sizes":
-        tree(tmp / "tree", sizes=((32, 32), (28, 28)))
+        image_tree(tmp / "tree", ("cat", "dog"), train=2, test=2, sizes=((32, 32), (28, 28)))
     elif kind == "corrupt_image":
-        tree(tmp / "tree")
-        (tmp / "tree" / "train" / "cat" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+        image_tree(tmp / "tree", ("cat", "dog"), train=1, test=1, size=(32, 32))
+        (tmp / "tree" / "train" / "cat" / "00.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     elif kind == "empty_archive":
         with tarfile.open(tmp / "empty.tar.gz", "w:gz"):
             pass
@@ -130,10 +109,8 @@ def test_the_corpus_is_big_enough():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch):
     import ray
-
-    from raylab.cli import main
 
     if case.get("needs_no_gpu"):
         import torch
@@ -145,17 +122,15 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
         setup(case["setup"], root)
     monkeypatch.chdir(root)  # a stray relative write lands where it is seen
     before = snapshot(root)
-    capsys.readouterr()
 
     try:
-        code = main(case_args(case, root))
+        proc = raylab_in_process(*case_args(case, root))
     finally:
         started_ray = ray.is_initialized()
         ray.shutdown()  # so that one case's Ray cannot hide another's
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err[-1500:]
-    assert len(lines) == 1, err
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr[-1500:]
+    assert len(lines) == 1, proc.stderr
     assert case["expect"].replace("{tmp}", str(root)) in lines[0], lines[0]
     assert_nothing_written(root, before)
     assert not started_ray  # refused before any Ray was started
@@ -167,7 +142,7 @@ def test_refusal_as_a_real_process(name, tmp_path):
     if "setup" in case:
         setup(case["setup"], tmp_path)
     before = snapshot(tmp_path)
-    proc = raylab(*case_args(case, tmp_path), cwd=tmp_path)
+    proc = raylab(*case_args(case, tmp_path), cwd=tmp_path, timeout=240)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
     assert len(lines) == 1 and case["expect"].replace("{tmp}", str(tmp_path)) in lines[0], proc.stderr

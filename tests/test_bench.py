@@ -1,14 +1,14 @@
-"""The benchmarks stay runnable: their --quick forms finish and print the JSON README quotes.
+"""The benchmarks stay runnable: their --quick forms finish and print the JSON docs/benchmarks.md quotes.
 (Speed is reported by `make bench`, never asserted here.)"""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # real training and a real Ray sweep
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(900)]  # real training and a real Ray sweep
 
 
 def bench(name, tmp_path):

@@ -5,7 +5,6 @@ clear difference, no difference, too few seeds.
 """
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -23,9 +22,8 @@ from raylab.declare.config import TrialConfig
 from raylab.declare.study import Study, combine, variant
 from raylab.declare.study import select
 
-from conftest import raylab_cmd
+from conftest import ROOT, assert_one_line_error, job_file, raylab
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE = dict(model="simplenn", epochs=5, data="synthetic")
 
 
@@ -210,11 +208,7 @@ def test_report_with_a_claim_on_an_undeclared_variant_exits_2_with_one_line(tmp_
     meta = json.loads((folder / "study.json").read_text())
     meta["claims"][0]["b"] = "zz"  # a hand-edited study.json naming a variant it has no config for
     (folder / "study.json").write_text(json.dumps(meta))
-    proc = subprocess.run(raylab_cmd("report", folder, "--out", tmp_path / "rep"), capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "'zz'" in lines[0] and "a beats b" in lines[0]
+    assert_one_line_error(raylab("report", folder, "--out", tmp_path / "rep"), "'zz'", "a beats b")
 
 
 def test_skip_keeps_claims_and_combine_carries_them():
@@ -273,19 +267,17 @@ STUDY = Study("claimed", base=dict(model="simplenn", epochs=1, augment=True, pad
 '''
 
 
+@pytest.mark.ray
+@pytest.mark.timeout(900)
 def test_job_file_claims_reach_the_report_through_a_real_sweep(tmp_path):
-    job = tmp_path / "claimed.py"
-    job.write_text(JOB)
-    # RAY_ADDRESS=local: without it ray.init() joins any cluster that `ray start` left on this machine
-    run = subprocess.run(raylab_cmd("run", job, "--storage", tmp_path / "res", "--seeds", "2", "--data",
-                                    "synthetic:400", "--data-root", tmp_path / "data", "--num-cpus", "2", "--quiet"),
-                         capture_output=True, text=True, cwd=ROOT, timeout=900,
-                         env={**os.environ, "RAY_ADDRESS": "local"})
+    job = job_file(tmp_path, JOB, "claimed.py")
+    # RAY_ADDRESS=local (conftest): without it ray.init() joins any cluster that `ray start` left here
+    run = raylab("run", job, "--storage", tmp_path / "res", "--seeds", "2", "--data", "synthetic:400",
+                 "--data-root", tmp_path / "data", "--num-cpus", "2", "--quiet", timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     meta = json.loads((tmp_path / "res" / "claimed" / "study.json").read_text())
     assert meta["claims"][0]["configs"]["fast"]["pad"] == "mean"
-    rep = subprocess.run(raylab_cmd("report", tmp_path / "res" / "claimed", "--out", tmp_path / "rep"),
-                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    rep = raylab("report", tmp_path / "res" / "claimed", "--out", tmp_path / "rep", timeout=600)
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| lr 0.05 beats lr 1e-4"))
@@ -311,7 +303,7 @@ def test_every_job_file_declares_resolvable_claims():
 
 
 def test_readme_verdicts_are_the_claims_table_of_the_report():
-    """README's "Verdicts so far" repeats the claims table that opens docs/results/report.md,
+    """README's "Course verdicts" repeat the claims table that opens docs/results/report.md,
     copied by scripts/readme_verdicts.py (fidelity_collect.sh runs it): no verdict is typed."""
     import runpy
 

@@ -1,37 +1,13 @@
 """The `raylab` command line as a user runs it: real processes, real files."""
-import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, assert_one_line_error, child_env, job_file, raylab, raylab_in_process
 from raylab.results import METRICS, TRIALS, read_table
 
 pytestmark = pytest.mark.timeout(900)  # processes that start Ray on a loaded 2-core box
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
-
-
-def raylab(*args, timeout=300, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "raylab", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=ENV)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def job(tmp_path, body, name="job.py"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 # ------------------------------------------------------------------ train
@@ -111,15 +87,16 @@ def test_list_names_every_study():
      ["variant 'lerning_rate=0.1'", "unknown config field 'lerning_rate'"]),
 ])
 def test_bad_job_files(tmp_path, body, needles):
-    assert_one_line_error(raylab("run", job(tmp_path, body), "--storage", tmp_path / "res"), *needles)
+    assert_one_line_error(raylab("run", job_file(tmp_path, body), "--storage", tmp_path / "res"), *needles)
 
 
+@pytest.mark.ray
 def test_impossible_resources_and_unreachable_cluster(tmp_path):
     body = """
         from raylab import Study, grid
         STUDY = Study("r", grid(lr=[0.1]), dict(data="synthetic:200"))
     """
-    path = job(tmp_path, body)
+    path = job_file(tmp_path, body)
     proc = raylab("run", path, "--storage", tmp_path / "res", "--gpus-per-trial", "1", "--num-cpus", "1")
     assert_one_line_error(proc, "needs 1 GPU", "--gpus-per-trial")
     proc = raylab("run", path, "--storage", tmp_path / "res", "--address", "127.0.0.1:9", timeout=180)
@@ -129,11 +106,12 @@ def test_impossible_resources_and_unreachable_cluster(tmp_path):
 
 # ---------------------------------------------------------------- sweeps as a user runs them
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_trial_that_exhausts_max_failures_is_failed_and_the_run_exits_1(tmp_path):
     """--max-failures 0: the injected fault ends the trial `failed` with its error; the other
     trial completes; `raylab run` says so and exits 1. --set, --max-concurrent and
     --cpus-per-trial reach the trials and the recorded options."""
-    path = job(tmp_path, f"""
+    path = job_file(tmp_path, f"""
         from raylab import Study, variant
         STUDY = Study("f", [variant("clean"), variant("crash", fail_at_epoch=1)],
                       dict(data="synthetic:200", data_root={str(tmp_path / 'd')!r}, epochs=2, threads=1,
@@ -159,13 +137,14 @@ def test_a_trial_that_exhausts_max_failures_is_failed_and_the_run_exits_1(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_job_file_runs_as_a_script(tmp_path):
     """`python jobs/quickstart.py` with run flags: the real job file, end to end."""
     proc = subprocess.run([sys.executable, "jobs/quickstart.py", "--storage", str(tmp_path / "res"),
                            "--data", "synthetic:200", "--data-root", str(tmp_path / "d"), "--epochs", "1",
                            "--set", "threads=1", "--set", "batch_size=50", "--num-cpus", "2",
                            "--scheduler", "fifo", "--quiet"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=ENV)
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=child_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     trials = read_table(str(tmp_path / "res" / "quickstart"), TRIALS)
     assert sorted(trials["base_lr"]) == [0.01, 0.05, 0.1] and set(trials["status"]) == {"completed"}
@@ -173,7 +152,7 @@ def test_a_job_file_runs_as_a_script(tmp_path):
 
 
 def test_every_trial_config_field_is_a_train_flag():
-    """README: every TrialConfig field is a flag; one added to the dataclass appears by itself.
+    """docs/studies.md: every TrialConfig field is a flag; one added to the dataclass appears by itself.
     The hidden test hooks (fail_at_epoch) are the exception: no flag, by design."""
     import argparse
 
@@ -189,31 +168,29 @@ def test_every_trial_config_field_is_a_train_flag():
     assert "default: 0.01" in help_text and "default: 128" in help_text  # the course report's lr, batch
 
 
-def test_report_as_html_from_the_command_line(tmp_path, capsys):
-    from raylab.cli import main
-
-    assert main(["report", str(ROOT / "docs/results/assignment"), "--out", str(tmp_path), "--format", "html"]) == 0
+def test_report_as_html_from_the_command_line(tmp_path):
+    proc = raylab_in_process("report", ROOT / "docs/results/assignment", "--out", tmp_path, "--format", "html")
+    assert proc.returncode == 0, proc.stderr
     html = (tmp_path / "report.html").read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and "<table" in html and "lab2_lr_sweep" in html
     assert (tmp_path / "report.md").exists()
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_sweep_trial_refuses_a_checkpoint_of_another_model(tmp_path):
     """A checkpoint left at a trial's path by another run (here SimpleNN without BN, for a
     trial with BN) is refused by that trial with one line, and the file stays as it was."""
     import hashlib
     import shutil
 
-    from raylab.cli import main
-
-    data = ["--data", "synthetic:200", "--data-root", str(tmp_path / "d"), "--batch-size", "50", "--threads", "1"]
-    assert main(["train", "--out", str(tmp_path / "other"), "--epochs", "1", "--quiet", *data]) == 0
+    data = ["--data", "synthetic:200", "--data-root", tmp_path / "d", "--batch-size", "50", "--threads", "1"]
+    assert raylab_in_process("train", "--out", tmp_path / "other", "--epochs", "1", "--quiet", *data).returncode == 0
     foreign = tmp_path / "res" / "g" / "checkpoints" / "bn_s0.pt"  # the trial id of g/bn, seed 0
     foreign.parent.mkdir(parents=True)
     shutil.copy(next((tmp_path / "other" / "checkpoints").glob("*.pt")), foreign)
     digest = hashlib.sha256(foreign.read_bytes()).hexdigest()
-    path = job(tmp_path, f"""
+    path = job_file(tmp_path, f"""
         from raylab import Study, variant
         STUDY = Study("g", [variant("bn", batchnorm=True)],
                       dict(data="synthetic:200", data_root={str(tmp_path / 'd')!r}, epochs=1, threads=1,

@@ -1,13 +1,11 @@
 """Fractional GPU packing on a simulated two-node cluster, and the launcher config."""
 import json
 import os
-from pathlib import Path
 
 import pytest
-import ray
 import yaml
-from ray.cluster_utils import Cluster
 
+from conftest import ROOT, ray_cluster
 from raylab.train.checkpoints import checkpoint_path
 from raylab.declare.config import SweepOptions
 from raylab.errors import ClusterError
@@ -16,21 +14,17 @@ from raylab.declare.study import Study, grid
 from raylab.sweep.driver import run_study
 
 pytestmark = pytest.mark.timeout(900)  # a simulated cluster of real Ray processes
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def two_gpu_nodes():
     # GPUs here are logical: Ray schedules by them, the trials train on the CPU.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
-    cluster.add_node(num_cpus=2, num_gpus=1)
-    ray.init(address=cluster.address, log_to_driver=False)
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    with ray_cluster({"num_cpus": 2, "num_gpus": 1}, {"num_cpus": 2, "num_gpus": 1}) as cluster:
+        yield cluster
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_half_gpu_trials_run_four_at_a_time(two_gpu_nodes, tmp_path):
     """How many ran at once, from the trials themselves: each one's training interval ends
     when its last checkpoint was written and lasted its wall_seconds (Tune's time_total_s).
@@ -56,6 +50,7 @@ def test_half_gpu_trials_run_four_at_a_time(two_gpu_nodes, tmp_path):
     assert most == 4, sorted(events)  # four 0.5-GPU trials at once, and never more
 
 
+@pytest.mark.ray
 def test_trial_larger_than_any_node_is_refused(two_gpu_nodes, tmp_path):
     study = Study("big", grid(lr=[0.1]), dict(data="synthetic:300", data_root=str(tmp_path / "data")))
     with pytest.raises(ClusterError, match="needs 2 GPU but the largest node has 1"):
@@ -83,3 +78,6 @@ def test_default_resources_per_model_and_machine():
     assert default_resources(small, SweepOptions(workers=2), gpu_box)["GPU"] == 1.0
     assert default_resources(big, SweepOptions(), cpu_box) == {"CPU": 1.0, "GPU": 0.0}
     assert default_resources(small, SweepOptions(gpus_per_trial=0.125), gpu_box)["GPU"] == 0.125
+    # The share is the model table's (raylab/declare/registry.py), not a test of the name "simplenn".
+    depthwise = TrialConfig.from_dict(model="simplenn_dw")
+    assert default_resources(depthwise, SweepOptions(), gpu_box) == {"CPU": 1.0, "GPU": 0.25}

@@ -18,6 +18,7 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from conftest import image_tree, tar_of, zip_of
 from raylab.data import batches as batching
 from raylab.data import sources as data
 from raylab.data.sources import DataError
@@ -177,38 +178,11 @@ def test_holdout_split():
 
 # ================================================================ sources
 
-CLASSES = ["ant", "cat", "dog"]
-
-
-def write_tree(root: Path, size=(8, 8)) -> dict[str, list[np.ndarray]]:
-    """train/ 4 PNGs per class, test/ 2 per class, random pixels; returns arrays in load order."""
-    rng = np.random.default_rng(0)
-    arrays = {"train": [], "test": []}
-    for split, per in (("train", 4), ("test", 2)):
-        for c in CLASSES:
-            (root / split / c).mkdir(parents=True)
-            for k in range(per):
-                a = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-                Image.fromarray(a).save(root / split / c / f"{k:02d}.png")
-                arrays[split].append(a)
-    return arrays
-
-
-def tar_of(tree: Path, dest: Path, arcname: str) -> Path:
-    with tarfile.open(dest, "w:gz" if dest.name.endswith("gz") else "w") as tf:
-        tf.add(tree, arcname=arcname)
-    return dest
-
-
-def zip_of(tree: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(dest, "w") as zf:
-        for p in sorted(tree.rglob("*")):
-            zf.write(p, p.relative_to(tree).as_posix())
-    return dest
+CLASSES = ["ant", "cat", "dog"]  # conftest.image_tree's classes: 4 train and 2 test images each
 
 
 def test_folder_tree_and_archives_agree(tmp_path):
-    arrays = write_tree(tmp_path / "tree")
+    arrays = image_tree(tmp_path / "tree")
     ds = data.load_dataset(f"folder:{tmp_path / 'tree'}", tmp_path / "root")
     assert ds.classes == CLASSES
     assert ds.train_x.shape == (12, 3, 8, 8) and ds.test_x.shape == (6, 3, 8, 8)
@@ -217,8 +191,8 @@ def test_folder_tree_and_archives_agree(tmp_path):
     assert ds.train_y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert torch.equal(ds.train_x, torch.from_numpy(np.stack(arrays["train"])).permute(0, 3, 1, 2))
     assert torch.equal(ds.test_x, torch.from_numpy(np.stack(arrays["test"])).permute(0, 3, 1, 2))
-    archives = [tar_of(tmp_path / "tree", tmp_path / "d.tar.gz", "mydata"),  # one wrapping directory
-                tar_of(tmp_path / "tree", tmp_path / "d.tar", "."),
+    archives = [tar_of(tmp_path / "tree", tmp_path / "d.tar.gz", arcname="mydata"),  # one wrapping directory
+                tar_of(tmp_path / "tree", tmp_path / "d.tar"),
                 zip_of(tmp_path / "tree", tmp_path / "d.zip")]
     for archive in archives:
         other = data.load_dataset(f"folder:{archive}", tmp_path / "root")
@@ -228,7 +202,7 @@ def test_folder_tree_and_archives_agree(tmp_path):
 
 
 def test_folder_grayscale_converted_with_warning(tmp_path):
-    write_tree(tmp_path / "tree")
+    image_tree(tmp_path / "tree")
     gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
     Image.fromarray(gray, mode="L").save(tmp_path / "tree/train/cat/00.png")
     with pytest.warns(UserWarning, match=r"1 image.*train/cat/00\.png"):
@@ -238,7 +212,7 @@ def test_folder_grayscale_converted_with_warning(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    write_tree(tmp_path / "tree")
+    image_tree(tmp_path / "tree")
     load = lambda p: data.load_dataset(f"folder:{p}", tmp_path / "root")  # noqa: E731
     with pytest.raises(DataError, match="does not exist"):
         load(tmp_path / "nope")
@@ -287,8 +261,8 @@ def add_member(archive: Path, name: str, kind: bytes = tarfile.REGTYPE) -> None:
     ("train/cat/fifo.png", tarfile.FIFOTYPE, "link or device"),
 ])
 def test_archive_unsafe_members_refused(tmp_path, name, kind, match):
-    write_tree(tmp_path / "tree")
-    archive = tar_of(tmp_path / "tree", tmp_path / "d.tar", ".")
+    image_tree(tmp_path / "tree")
+    archive = tar_of(tmp_path / "tree", tmp_path / "d.tar")
     add_member(archive, name, kind)
     with pytest.raises(DataError, match=match):
         data.load_dataset(f"folder:{archive}", tmp_path / "root")
@@ -300,7 +274,7 @@ def test_archive_unsafe_members_refused(tmp_path, name, kind, match):
     ("train/cat/link.png", 0o120777, "link or device"),
 ])
 def test_zip_unsafe_member_refused(tmp_path, name, mode, match):
-    write_tree(tmp_path / "tree")
+    image_tree(tmp_path / "tree")
     archive = zip_of(tmp_path / "tree", tmp_path / "d.zip")
     with zipfile.ZipFile(archive, "a") as zf:
         info = zipfile.ZipInfo(name)
@@ -311,8 +285,8 @@ def test_zip_unsafe_member_refused(tmp_path, name, mode, match):
 
 
 def test_cache_hit_does_not_decode_again(tmp_path):
-    write_tree(tmp_path / "tree")
-    archive = tar_of(tmp_path / "tree", tmp_path / "d.tar.gz", "mydata")
+    image_tree(tmp_path / "tree")
+    archive = tar_of(tmp_path / "tree", tmp_path / "d.tar.gz", arcname="mydata")
     first = data.load_dataset(f"folder:{archive}", tmp_path / "root")
     entries = list((tmp_path / "root/cache").iterdir())
     folders = [p for p in entries if p.is_dir()]
@@ -334,7 +308,7 @@ def test_cache_hit_does_not_decode_again(tmp_path):
 
 
 def test_concurrent_loads_decode_once(tmp_path, monkeypatch):
-    write_tree(tmp_path / "tree")
+    image_tree(tmp_path / "tree")
     calls, real = [], data.decode_folder
 
     def slow_decode(path):

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import job_file, raylab
 from raylab.declare.config import CIFAR_MEAN, TrialConfig
 from raylab.data.sources import DataError, load_dataset
-from raylab.data.datasets import channel_stats, register_data, with_stats
+from raylab.data.arrays import register_data
+from raylab.data.stats import channel_stats, with_stats
 from raylab.train.loop import train
 
 RNG = np.random.default_rng(0)
@@ -130,8 +132,8 @@ def test_registered_arrays_train_and_survive_a_new_process(tmp_path):
     cfg = with_stats(TrialConfig.from_dict(data=source), ds)
     assert cfg.mean != CIFAR_MEAN and len(cfg.std) == 1
     # A resume runs no job file: the cache keeps the arrays.
-    from raylab.data import datasets
-    del datasets.ARRAYS["blobs"]
+    from raylab.data import arrays
+    del arrays.ARRAYS["blobs"]
     again = load_dataset(source, tmp_path)
     assert torch.equal(again.train_x, ds.train_x)
     with pytest.raises(DataError, match="register_data\\('other'"):
@@ -140,18 +142,13 @@ def test_registered_arrays_train_and_survive_a_new_process(tmp_path):
         register_data("bad", train=(x.astype(np.float32), y), test=(x, y))
 
 
+@pytest.mark.ray
 def test_job_file_arrays_run_as_a_sweep(tmp_path):
     """The driver decodes registered arrays into the object store; trials in other processes
     train on them (they never run the job file)."""
-    import subprocess
-    import sys
-    import textwrap
-    from pathlib import Path
-
     from raylab.results import TRIALS, read_table
 
-    job = tmp_path / "blobs.py"
-    job.write_text(textwrap.dedent(f"""
+    job = job_file(tmp_path, f"""
         import numpy as np
         import raylab
         from raylab import Study, grid
@@ -162,10 +159,8 @@ def test_job_file_arrays_run_as_a_sweep(tmp_path):
         DATA = raylab.register_data("bright", train=(x[:100], y[:100]), test=(x[100:], y[100:]))
         STUDY = Study("bright", grid(lr=[0.05, 0.01]), dict(data=DATA, data_root={str(tmp_path / 'data')!r},
                                                            epochs=1, threads=1, batch_size=20))
-    """))
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-m", "raylab", "run", job, "--storage", tmp_path / "res",
-                           "--num-cpus", "2", "--quiet"], capture_output=True, text=True, cwd=root, timeout=600)
+    """, "blobs.py")
+    proc = raylab("run", job, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     trials = read_table(str(tmp_path / "res" / "bright"), TRIALS)
     assert len(trials) == 2 and set(trials["status"]) == {"completed"}

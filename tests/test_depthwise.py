@@ -1,14 +1,13 @@
 """The depthwise-separable SimpleNN (simplenn_dw) and the exact near-zero weight bins."""
-import subprocess
-
 import numpy as np
 import torch
 
 from raylab.train.models import MODELS, build_model
 from raylab.train.model_summary import model_summary
-from raylab.train.loop import NEAR_ZERO, histogram_rows
+from raylab.results.contract import NEAR_ZERO
+from raylab.train.loop import histogram_rows
 
-from conftest import ROOT, raylab_cmd
+from conftest import raylab
 
 
 def test_depthwise_simplenn_matches_the_hand_counts():
@@ -25,7 +24,9 @@ def test_depthwise_simplenn_matches_the_hand_counts():
 
 def test_raylab_models_lists_both():
     assert {"simplenn", "simplenn_dw"} <= set(MODELS)
-    out = subprocess.run(raylab_cmd("models"), capture_output=True, text=True, cwd=ROOT, timeout=300, check=True).stdout
+    proc = raylab("models")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     assert "simplenn_dw" in out and "186,456" in out and "716,328" in out
 
 

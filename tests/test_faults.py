@@ -4,12 +4,12 @@ Each test kills something at a moment a seed picks (RAYLAB_FAULT_SEED=N replays
 one; the failure message names it) and then checks that no result was lost,
 doubled or half-written.
 """
+import errno
 import os
 import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,6 +17,8 @@ import pandas as pd
 import psutil
 import pytest
 
+from conftest import (IN_CI, ROOT, child_env, fault_seed, held, job_file, raylab, ray_cluster, require_packages,
+                      start_raylab)
 from raylab.errors import LockError
 from raylab.results import METRICS, TRIALS, read_table
 from raylab.declare.study import load_job
@@ -25,26 +27,22 @@ from raylab.results.lock import lock_folder as _lock
 
 # Every test here starts processes and kills them: slow, and bounded generously for a loaded CI box.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
 CURVES = ["train_loss", "train_acc", "val_loss", "val_acc"]
 
 
 def write_job(tmp_path, name, lrs, *, images, epochs, augment=False) -> Path:
     """A job file of one study: one 1-thread trial per lr on synthetic data, seed 0."""
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(f"""
+    return job_file(tmp_path, f"""
         from raylab import Study, grid
         STUDY = Study({name!r}, grid(lr={lrs!r}),
                       dict(data="synthetic:{images}", data_root={str(tmp_path / 'data')!r}, epochs={epochs},
                            threads=1, batch_size=50, augment={augment}), seeds=1)
-    """))
-    return path
+    """, f"{name}.py")
 
 
-def start(*args, env=ENV, **popen):
-    return subprocess.Popen([sys.executable, "-m", "raylab", *map(str, args)], cwd=ROOT, env=env,
-                            start_new_session=True, **popen)
+def with_points(points: Path) -> dict:
+    """The env of a driver whose trials hold at the fault points named in `points`."""
+    return child_env(RAYLAB_FAULT_POINTS=str(points))
 
 
 def reference_curves(job_path) -> dict[str, pd.DataFrame]:
@@ -68,6 +66,7 @@ def assert_complete_and_equal(root: Path, reference: dict, epochs: int, why: str
 PHASES = ("train", "eval", "report")  # raylab.train.faults.fault_point: mid-epoch, before evaluation, before the checkpoint
 
 
+@pytest.mark.ray
 def test_trials_killed_at_seeded_points_finish_with_identical_metrics(tmp_path):
     """Each of 3 trials is SIGKILLed once, at a phase and epoch the seed picks; the trial
     waits at that point until the kill (raylab.train.faults.fault_point), so a seed replays exactly."""
@@ -83,9 +82,9 @@ def test_trials_killed_at_seeded_points_finish_with_identical_metrics(tmp_path):
         (points / f"{tid}.{phase}.{epoch}").touch()
     why = f"RAYLAB_FAULT_SEED={seed}, kill points {plan}"
     root = tmp_path / "res" / "victims"
-    driver = start("run", path, "--storage", tmp_path / "res", "--num-cpus", "3", "--max-failures", "2",
+    driver = start_raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "3", "--max-failures", "2",
                    "--quiet", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                   env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
+                   env=with_points(points))
     killed = {}
     try:
         deadline = time.time() + 600
@@ -111,12 +110,8 @@ def test_trials_killed_at_seeded_points_finish_with_identical_metrics(tmp_path):
     assert trials.set_index("trial_id").loc[trial_ids, "restarts"].tolist() == [1, 1, 1], why
 
 
-def fault_seed() -> int:
-    """RAYLAB_FAULT_SEED replays a failure; unset, each run draws a new seed (named on failure)."""
-    return int(os.environ.get("RAYLAB_FAULT_SEED") or random.randrange(10**6))
-
-
 # ------------------------------------------------------------------ drivers
+@pytest.mark.ray
 def test_driver_killed_again_and_again_then_resumed(tmp_path):
     """SIGKILL the driver and the local Ray it started, three times, each after some progress."""
     epochs = 8
@@ -129,12 +124,12 @@ def test_driver_killed_again_and_again_then_resumed(tmp_path):
     # before training its last epoch (a fault point), so the sweep cannot end under it.
     points = tmp_path / "points"
     points.mkdir()
-    env = {**ENV, "RAYLAB_FAULT_POINTS": str(points)}
+    env = with_points(points)
     for round_ in range(3):
         if round_ == 2:
             for t in load_job(str(path)).trials():
                 (points / f"{t.trial_id}.train.{epochs}").touch()
-        driver = start(*command, "--num-cpus", "2", "--quiet", env=env,
+        driver = start_raylab(*command, "--num-cpus", "2", "--quiet", env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             rows = wait_for_more_rows(root, since=rows_seen[-1] if rows_seen else 0, driver=driver,
@@ -152,14 +147,14 @@ def test_driver_killed_again_and_again_then_resumed(tmp_path):
     why = f"RAYLAB_FAULT_SEED={seed}, rows on disk at each kill: {rows_seen}"
     assert rows_seen[-1] < 3 * (epochs + 1), why  # the last kill really interrupted it
 
-    proc = start("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.PIPE,
+    proc = start_raylab("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.PIPE,
                  stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, f"{why}: {err[-2000:]}"
     assert "Traceback" not in err, err[-3000:]  # a resume is routine: no alarming noise
     assert_complete_and_equal(root, reference_curves(path), epochs, why)
     assert "best val acc" in out
-    status = subprocess.run([sys.executable, "-m", "raylab", "status", root], capture_output=True, text=True)
+    status = raylab("status", root)
     assert status.returncode == 0 and f"3 completed; {3 * (epochs + 1)} epoch rows" in status.stdout
 
 
@@ -174,11 +169,6 @@ def wait_for_more_rows(root: Path, since: int, driver, timeout: float = 240, poi
     pytest.fail(f"the sweep made no progress in {timeout} s past {since} rows (driver exit {driver.poll()})")
 
 
-def held(points: Path) -> list[Path]:
-    """The hit files of trials holding at a fault point in `points` (raylab.train.faults.fault_point)."""
-    return list(points.glob("*.hit.*"))
-
-
 def wait_until_held(points: Path, driver, timeout: float) -> bool:
     """Whether a trial holds at a fault point in `points` before the driver ends or `timeout` s pass."""
     deadline = time.time() + timeout
@@ -187,9 +177,10 @@ def wait_until_held(points: Path, driver, timeout: float) -> bool:
     return bool(held(points))
 
 
+@pytest.mark.ray
 def test_two_drivers_started_at_once_on_one_folder(tmp_path):
     path = write_job(tmp_path, "twice", [0.05, 0.01], images=300, epochs=3)
-    both = [start("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--quiet",
+    both = [start_raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--quiet",
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     ends = [(p.communicate(timeout=400), p.returncode) for p in both]
     codes = sorted(code for _, code in ends)
@@ -202,6 +193,7 @@ def test_two_drivers_started_at_once_on_one_folder(tmp_path):
     assert len(metrics) == 2 * 4 and not metrics.duplicated(["trial_id", "epoch"]).any()
 
 
+@pytest.mark.ray
 def test_second_driver_meets_the_live_drivers_lock(tmp_path):
     """The first driver's trial waits at a fault point, so the driver is surely mid-sweep:
     `resume` meets its lock (the pid branch) and `run` the sweep it holds."""
@@ -211,16 +203,15 @@ def test_second_driver_meets_the_live_drivers_lock(tmp_path):
     points.mkdir()
     (points / f"{tid}.eval.1").touch()
     root = tmp_path / "res" / "held"
-    first = start("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--quiet",
+    first = start_raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--quiet",
                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                  env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
+                  env=with_points(points))
     try:
         assert wait_until_held(points, first, 300), \
             f"the trial never reached its fault point (driver exit {first.poll()})"
         for args, words in ((["resume", root], f"another raylab process (pid {first.pid}) is running a sweep"),
                             (["run", path, "--storage", tmp_path / "res"], "already holds a sweep")):
-            second = subprocess.run([sys.executable, "-m", "raylab", *map(str, args), "--num-cpus", "1"],
-                                    cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+            second = raylab(*args, "--num-cpus", "1")
             lines = second.stderr.strip().splitlines()
             assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
             assert words in lines[0], lines[0]
@@ -281,8 +272,7 @@ def test_full_disk_mid_run_keeps_what_was_written(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", "synthetic:300", "--data-root", tmp_path / "data", "--batch-size", "50",
             "--threads", "1", "--out", out, "--quiet"]
-    done = subprocess.run([sys.executable, "-m", "raylab", *map(str, args), "--epochs", "2"],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    done = raylab(*args, "--epochs", "2")
     assert done.returncode == 0, done.stderr
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
@@ -291,8 +281,7 @@ def test_full_disk_mid_run_keeps_what_was_written(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of dying
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
-    full = subprocess.run([sys.executable, "-m", "raylab", *map(str, args), "--epochs", "4", "--resume"],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    full = raylab(*args, "--epochs", "4", "--resume", preexec_fn=small_files)
     assert full.returncode == 2, full.stderr
     lines = full.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in full.stderr, full.stderr
@@ -300,8 +289,7 @@ def test_full_disk_mid_run_keeps_what_was_written(tmp_path):
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # nothing half-written, nothing lost
 
-    again = subprocess.run([sys.executable, "-m", "raylab", *map(str, args), "--epochs", "4", "--resume"],
-                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    again = raylab(*args, "--epochs", "4", "--resume")
     assert again.returncode == 0, again.stderr
     assert read_table(str(out), METRICS)["epoch"].tolist() == [0, 1, 2, 3, 4]
 
@@ -327,7 +315,7 @@ def test_full_disk_during_a_parquet_write_keeps_the_previous_file(tmp_path):
     path = tmp_path / "metrics.parquet"
     write_table(pd.DataFrame({"version": [1] * 1000, "x": 0.5}), str(path))
     before = path.read_bytes()
-    full = subprocess.run([sys.executable, "-c", FULL_PARQUET, str(path), "200000"], cwd=ROOT, env=ENV,
+    full = subprocess.run([sys.executable, "-c", FULL_PARQUET, str(path), "200000"], cwd=ROOT, env=child_env(),
                           capture_output=True, text=True, timeout=120)
     lines = full.stderr.strip().splitlines()
     assert full.returncode == 2 and len(lines) == 1, full.stderr[-2000:]
@@ -335,7 +323,7 @@ def test_full_disk_during_a_parquet_write_keeps_the_previous_file(tmp_path):
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.parquet"]
     ok = subprocess.run([sys.executable, "-c", FULL_PARQUET.replace("1_000_000, 1_000_000", "-1, -1"), str(path),
-                         "200000"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+                         "200000"], cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr  # the control: without the limit the same write succeeds
     assert pd.read_parquet(path)["version"].unique().tolist() == [2]
 
@@ -349,11 +337,14 @@ class ReadOnly:
     def __call__(self, folder: Path) -> None:
         if os.geteuid() != 0:
             folder.chmod(0o555)
-        elif (chattr := subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)).returncode:
-            why = f"running as root and chattr +i failed ({chattr.stderr.strip()}): cannot make a read-only folder"
-            if os.environ.get("CI"):  # CI must prove this, not stay green without it
-                pytest.fail(why + "; CI needs e2fsprogs and CAP_LINUX_IMMUTABLE on an ext4/xfs/btrfs tmp")
-            pytest.skip(why)
+        else:
+            require_packages("e2fsprogs")
+            chattr = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+            if chattr.returncode:
+                why = f"running as root and chattr +i failed ({chattr.stderr.strip()}): cannot make a read-only folder"
+                if IN_CI:  # CI must prove this, not stay green without it
+                    pytest.fail(why + "; CI needs CAP_LINUX_IMMUTABLE on an ext4/xfs/btrfs tmp")
+                pytest.skip(why)
         self.frozen.append(folder)
 
     def thaw(self, folder: Path) -> None:
@@ -372,11 +363,10 @@ def read_only():
         folders.thaw(folder)
 
 
+@pytest.mark.ray
 def test_read_only_storage_is_refused_before_anything_runs(tmp_path, read_only):
     path = write_job(tmp_path, "ro", [0.05], images=200, epochs=1)
-    done = subprocess.run([sys.executable, "-m", "raylab", "run", path, "--storage", tmp_path / "res",
-                           "--num-cpus", "1", "--quiet"], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=300)
+    done = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", "--quiet")
     assert done.returncode == 0, done.stderr
     study = tmp_path / "res" / "ro"
     before = {p: p.read_bytes() for p in study.rglob("*") if p.is_file()}
@@ -387,51 +377,117 @@ def test_read_only_storage_is_refused_before_anything_runs(tmp_path, read_only):
     read_only(tmp_path / "res")
     attempts.append(["run", path, "--storage", tmp_path / "res" / "elsewhere", "--num-cpus", "1"])
     for args in attempts:
-        proc = subprocess.run([sys.executable, "-m", "raylab", *map(str, args)], cwd=ROOT, env=ENV,
-                              capture_output=True, text=True, timeout=300)
+        proc = raylab(*args)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, (args, proc.stderr[-2000:])
         assert "cannot write" in lines[0] and "--storage" in lines[0], lines[0]
     assert {p: p.read_bytes() for p in study.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.ray
 def test_storage_turning_read_only_mid_sweep_stops_cleanly_and_resumes(tmp_path, read_only):
     epochs = 8
     path = write_job(tmp_path, "frozen", [0.05, 0.02, 0.01], images=1500, epochs=epochs, augment=True)
-    root = tmp_path / "res" / "frozen"
-    # The first trial holds mid-sweep (a fault point) while the folder turns read-only, then goes
-    # on: its next rows must meet the frozen folder however fast this machine trains.
-    points = tmp_path / "points"
+    err = sweep_meeting_a_storage_fault(path, tmp_path / "res", lambda: read_only(tmp_path / "res" / "frozen"))
+    line = one_line(err)
+    assert "cannot write" in line and ".parquet" in line and "--storage" in line, line
+    read_only.thaw(tmp_path / "res" / "frozen")
+    resumes_to_the_end(tmp_path / "res" / "frozen", path, epochs, "storage frozen mid-sweep")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs of its own, mounted for this test (root only): a disk a test can fill."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True,
+                           text=True)
+    if mount.returncode:
+        why = f"cannot mount a tmpfs to fill ({mount.stderr.strip()})"
+        if IN_CI:
+            pytest.fail(why + "; CI runs as root with CAP_SYS_ADMIN")
+        pytest.skip(why)
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Zeros into a file until `disk` has no byte left; delete the file to free the space."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        for chunk in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    fh.write(bytes(chunk))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    return filler
+
+
+@pytest.mark.ray
+def test_storage_filling_up_mid_sweep_stops_cleanly_and_resumes(tmp_path, small_disk):
+    """The whole study folder on a disk that fills up: trials' checkpoints and the driver's
+    Parquet writes both meet ENOSPC; the sweep still ends in raylab's one line."""
+    epochs = 8
+    path = write_job(tmp_path, "full", [0.05, 0.02, 0.01], images=1500, epochs=epochs, augment=True)
+    filler = []
+    err = sweep_meeting_a_storage_fault(path, small_disk, lambda: filler.append(fill(small_disk)))
+    line = one_line(err)
+    assert "cannot write" in line and "No space left on device" in line and "--storage" in line, line
+    filler[0].unlink()
+    resumes_to_the_end(small_disk / "full", path, epochs, "disk full mid-sweep")
+
+
+def sweep_meeting_a_storage_fault(path: Path, storage: Path, fault) -> str:
+    """`raylab run` of the job at `path`, with `fault()` done to its storage mid-sweep; its stderr.
+
+    The first trial holds at a fault point (epoch 4) while the fault is made, then goes on:
+    its next checkpoint and its next rows surely meet the fault, however fast this machine
+    trains and whichever of Tune's events (a result, a trial's end, Tune's own state save)
+    writes next. Rows written before the fault are on disk first."""
+    points = storage.parent / "points"
     points.mkdir()
     (points / f"{load_job(str(path)).trials()[0].trial_id}.train.4").touch()
-    driver = start("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet",
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                   env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
+    root = storage / load_job(str(path)).name
+    driver = start_raylab("run", path, "--storage", storage, "--num-cpus", "2", "--quiet",
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=with_points(points))
     try:
-        wait_for_more_rows(root, since=0, driver=driver)  # rows written before the freeze
-        wait_until_held(points, driver, 240)
-        read_only(root)  # the next Parquet rewrite cannot create its temp file
+        wait_for_more_rows(root, since=0, driver=driver)  # rows written before the fault
+        assert wait_until_held(points, driver, 300), \
+            f"the trial never reached its fault point (driver exit {driver.poll()})"
+        fault()
         for hit in held(points):
-            hit.unlink()  # let the held trial go on into the frozen folder
+            hit.unlink()  # let the held trial go on into the fault
         _, err = driver.communicate(timeout=300)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert driver.returncode == 2 and len(lines) == 1, err[-3000:]  # one line, not a line after noise
-    assert "cannot write" in lines[0] and ".parquet" in lines[0] and "--storage" in lines[0], lines[0]
-    read_only.thaw(root)
-    written = read_table(str(root), METRICS)  # what was on disk is whole and readable
-    assert 0 < len(written) < 3 * (epochs + 1) and not written.duplicated(["trial_id", "epoch"]).any()
+    assert driver.returncode == 2, err[-3000:]
+    return err
 
-    proc = start("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.DEVNULL,
-                 stderr=subprocess.PIPE, text=True)
+
+def one_line(err: str) -> str:
+    """stderr's one line: nothing from Tune or Ray before or after it."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def resumes_to_the_end(root: Path, path: Path, epochs: int, why: str) -> None:
+    """What was on disk is whole and readable; `raylab resume` then finishes every trial with
+    the curves of an uninterrupted run."""
+    written = read_table(str(root), METRICS)
+    assert 0 < len(written) < 3 * (epochs + 1) and not written.duplicated(["trial_id", "epoch"]).any(), why
+    proc = start_raylab("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-2000:]
-    assert_complete_and_equal(root, reference_curves(path), epochs, "storage frozen mid-sweep")
+    assert_complete_and_equal(root, reference_curves(path), epochs, why)
 
 
+@pytest.mark.ray
 def test_mlflow_keeps_one_run_per_trial_across_a_driver_kill(tmp_path):
     """`--log mlflow`, the driver SIGKILLed while a trial holds mid-sweep, then `raylab resume`:
     the resumed trials continue their MLflow runs, so each trial is still one run with every epoch."""
@@ -444,9 +500,9 @@ def test_mlflow_keeps_one_run_per_trial_across_a_driver_kill(tmp_path):
     points.mkdir()
     (points / f"{trial_ids[0]}.train.3").touch()  # it holds there until the kill: the driver dies mid-sweep
     root = tmp_path / "res" / "logged"
-    driver = start("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet", "--log", "mlflow",
+    driver = start_raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet", "--log", "mlflow",
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
+                   env=with_points(points))
     try:
         assert wait_until_held(points, driver, 300), \
             f"the trial never held at its fault point (driver exit {driver.poll()})"
@@ -454,7 +510,7 @@ def test_mlflow_keeps_one_run_per_trial_across_a_driver_kill(tmp_path):
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
 
-    proc = start("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.DEVNULL,
+    proc = start_raylab("resume", root, "--num-cpus", "2", "--quiet", stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-2000:]
@@ -467,12 +523,10 @@ def test_mlflow_keeps_one_run_per_trial_across_a_driver_kill(tmp_path):
 
 
 # ------------------------------------------------------------------ nodes
+@pytest.mark.ray
 def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path, monkeypatch):
     """Two worker nodes on a simulated cluster; one is killed mid-sweep."""
     import threading
-
-    import ray
-    from ray.cluster_utils import Cluster
 
     from raylab.declare.study import Study, grid
     from raylab.declare.config import SweepOptions
@@ -489,15 +543,10 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path, monkeypatch):
     for t in study.trials():
         (points / f"{t.trial_id}.report.2").touch()
     monkeypatch.setenv("RAYLAB_FAULT_POINTS", str(points))  # before the nodes start: their workers inherit it
-    # Trials only fit on the workers: the head (where the driver and its data live) has no CPU.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    doomed = cluster.add_node(num_cpus=2)
-    cluster.add_node(num_cpus=2)
-    ray.init(address=cluster.address, log_to_driver=False)
     root = tmp_path / "lost"
     removed = threading.Event()
 
-    def remove_when_busy():
+    def remove_when_busy(cluster, doomed):
         deadline = time.time() + 240
         while time.time() < deadline:
             hits = held(points)
@@ -511,14 +560,16 @@ def test_trials_of_a_lost_worker_node_move_and_finish(tmp_path, monkeypatch):
         for hit in held(points):
             hit.unlink()  # never all held: let the sweep end, and the assert below say so
 
-    killer = threading.Thread(target=remove_when_busy)
-    killer.start()
+    # Trials only fit on the workers: the head (where the driver and its data live) has no CPU.
     try:
-        run_study(study, SweepOptions(storage=str(tmp_path), verbose=0, max_failures=3, cpus_per_trial=1))
+        with ray_cluster({"num_cpus": 0}, {"num_cpus": 2}, {"num_cpus": 2}) as cluster:
+            killer = threading.Thread(target=remove_when_busy, args=(cluster, next(iter(cluster.worker_nodes))))
+            killer.start()
+            try:
+                run_study(study, SweepOptions(storage=str(tmp_path), verbose=0, max_failures=3, cpus_per_trial=1))
+            finally:
+                killer.join()
     finally:
-        killer.join()
-        ray.shutdown()
-        cluster.shutdown()
         monkeypatch.delenv("RAYLAB_FAULT_POINTS")
     assert removed.is_set(), "the trials never all held at their fault points"
     reference = {t.trial_id: pd.DataFrame(train(t.config).history).set_index("epoch")[CURVES]

@@ -9,8 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,30 +16,25 @@ import pandas as pd
 import psutil
 import pytest
 
+from conftest import child_env, fault_seed, held, job_file, start_raylab
 from raylab.results import METRICS, TRIALS, read_table
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
 CURVES = ["train_loss", "train_acc", "val_loss", "val_acc"]
 EPOCHS = 6
 
 
 def job(tmp_path) -> Path:
-    path = tmp_path / "ddp.py"
-    path.write_text(textwrap.dedent(f"""
+    return job_file(tmp_path, f"""
         from raylab import Study, variant
         STUDY = Study("ddp", [variant("lr=0.05", lr=0.05)],
                       dict(data="synthetic:800", data_root={str(tmp_path / 'data')!r}, epochs={EPOCHS},
                            threads=1, batch_size=50, augment=True), seeds=1)
-    """))
-    return path
+    """, "ddp.py")
 
 
-def sweep(path: Path, storage: Path, env: dict = ENV) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "raylab", "run", str(path), "--storage", str(storage),
-                             "--workers", "2", "--num-cpus", "3", "--max-failures", "3", "--quiet"],
-                            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+def sweep(path: Path, storage: Path, env: dict | None = None) -> subprocess.Popen:
+    return start_raylab("run", path, "--storage", storage, "--workers", "2", "--num-cpus", "3", "--max-failures", "3",
+                        "--quiet", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def train_workers(driver: subprocess.Popen) -> list[psutil.Process]:
@@ -78,13 +71,14 @@ def curves(root: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_ddp_trial_killed_mid_run_resumes_from_its_checkpoint_file(tmp_path):
     path = job(tmp_path)
     clean = sweep(path, tmp_path / "clean")
     err = finish(clean, 600)
     assert clean.returncode == 0, err[-2000:]
 
-    seed = int(os.environ.get("RAYLAB_FAULT_SEED") or random.randrange(10**6))
+    seed = fault_seed()
     rng = random.Random(seed)
     # Where the kill lands, the seed picks: mid-epoch or before evaluation, after a checkpoint
     # exists and with epochs left. The first worker there holds (raylab.train.faults.fault_point) until
@@ -94,16 +88,16 @@ def test_ddp_trial_killed_mid_run_resumes_from_its_checkpoint_file(tmp_path):
     (points / f"any.{rng.choice(['train', 'eval'])}.{rng.randint(2, EPOCHS - 1)}").touch()
     why = f"RAYLAB_FAULT_SEED={seed}, kill point {next(points.iterdir()).name}"
     root = tmp_path / "res" / "ddp"
-    driver = sweep(path, tmp_path / "res", env={**ENV, "RAYLAB_FAULT_POINTS": str(points)})
+    driver = sweep(path, tmp_path / "res", env=child_env(RAYLAB_FAULT_POINTS=str(points)))
     killed = None
     try:
         deadline = time.time() + 400
         while killed is None and driver.poll() is None and time.time() < deadline:
             time.sleep(0.2)
-            for hit in points.glob("*.hit.*"):
-                held = psutil.Process(int(hit.name.rsplit(".", 1)[1]))
-                assert held in train_workers(driver), f"{why}: the held process is no Train worker of this driver"
-                killed = held
+            for hit in held(points):
+                victim = psutil.Process(int(hit.name.rsplit(".", 1)[1]))
+                assert victim in train_workers(driver), f"{why}: the held process is no Train worker of this driver"
+                killed = victim
                 killed.send_signal(signal.SIGKILL)
         err = finish(driver, 600)
     finally:

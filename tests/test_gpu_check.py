@@ -3,11 +3,11 @@ and writes the JSON a GPU run would. Speed is never asserted: smoke numbers are 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 STEPS = ["env", "data", "gpu_tests", "throughput", "sharing", "resnet20"]
 
 

@@ -11,24 +11,24 @@ edited, a storage folder it cannot write, a batch its memory cannot hold),
 All of it runs in tests/cluster_namespace.py as PID 1 of its own PID, network
 and mount namespaces, so `ray stop` in cluster.yaml's start commands, sshd,
 the S3 server and every Ray process see and touch nothing outside, and die
-with it. Needs root and unshare (CI runs as root; .ci/run installs sshd and
-rsync); skipped, with the reason, only where namespaces are not permitted.
+with it. Needs root and unshare (CI runs as root), and sshd, rsync and the rest of
+scripts/system_deps.sh's packages (`make test` installs them as root); without them it
+skips with the line that says what to install, and fails under CI.
 """
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import IN_CI, ROOT, require_packages
+
 UNSHARE = ["unshare", "--pid", "--net", "--mount", "--fork", "--mount-proc", "--kill-child"]
-IN_CI = os.environ.get("CI", "").lower() == "true"
 # The module's cluster comes up in its fixture (ray up, three submits, resume, ray down):
 # ~10 min on a loaded 2-core box, which pytest-timeout counts against the test.
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.launcher, pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _namespaces_refused() -> str | None:
@@ -47,12 +47,7 @@ def launcher_run(tmp_path_factory):
         if IN_CI:
             pytest.fail(f"CI must run the launcher test: {refused}")
         pytest.skip(refused)
-    need = {"sshd": "/usr/sbin/sshd", "ssh": shutil.which("ssh"), "rsync": shutil.which("rsync"),
-            "ip": shutil.which("ip"), "pgrep": shutil.which("pgrep")}
-    absent = [k for k, v in need.items() if not v or not os.path.exists(v)]
-    if absent:
-        pytest.fail(f"{', '.join(absent)} missing: apt-get install openssh-server openssh-client rsync "
-                    "iproute2 procps (.ci/run does)")
+    require_packages("openssh-server", "openssh-client", "rsync", "iproute2", "procps")
     work = tmp_path_factory.mktemp("cluster")
     p = subprocess.run([*UNSHARE, sys.executable, str(ROOT / "tests" / "cluster_namespace.py"), str(ROOT),
                         str(work)], capture_output=True, text=True, timeout=1500)
@@ -98,7 +93,6 @@ def _doctor_steps(steps) -> None:
     _ok(steps, "nothing written")
 
 
-@pytest.mark.slow
 def test_ray_up_submit_report_resume_down(launcher_run):
     steps, p = launcher_run
     _ok(steps, "ray up")

@@ -7,14 +7,14 @@ its own layer and the ones before it in LAYERS; nothing imports in a circle,
 until a command needs them.
 """
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, child_env
+
 PACKAGES = ("raylab", "analysis")
 # raylab's layers, lowest first: a module may import its own layer and those before it.
 LAYERS = ("raylab.errors", "raylab.declare", "raylab.data", "raylab.results", "raylab.train", "raylab.sweep",
@@ -126,6 +126,48 @@ def test_analysis_imports_neither_ray_nor_torch():
     assert not bad, bad
 
 
+def constants(path: Path) -> set[str]:
+    """The public UPPER_CASE names a module assigns at its top level (`A, B = ...` included)."""
+    names = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name) and n.id.isupper() and not n.id.startswith("_"):
+                    names.add(n.id)
+    return names
+
+
+def test_each_constant_has_one_home():
+    """One fact, one place: a public constant is defined in one module of raylab/ and analysis/,
+    and others import it; two modules defining one name (RUN_FIELDS, SUMMARY_COLUMNS, METRICS
+    were each two different things) is how copies drift apart."""
+    homes: dict[str, list[str]] = {}
+    for name, path in modules().items():
+        for const in constants(path):
+            homes.setdefault(const, []).append(name)
+    twice = {c: where for c, where in homes.items() if len(where) > 1}
+    assert not twice, f"constants defined in more than one module: {twice}"
+
+
+def test_the_constant_check_sees_tuple_assignments(tmp_path):
+    (tmp_path / "m.py").write_text("A, B = 1, 2\nC: int = 3\n_D = 4\nlower = 5\n")
+    assert constants(tmp_path / "m.py") == {"A", "B", "C"}
+
+
+def test_every_subpackage_has_a_face():
+    """raylab and each of its subpackages list their entry points in __all__, and each name
+    resolves (lazily where heavy: importing the package loads neither torch nor Ray)."""
+    import importlib
+
+    packages = ["raylab", *(p for p in LAYERS if (ROOT / p.replace(".", "/") / "__init__.py").is_file())]
+    assert len(packages) == 6, packages
+    for pkg in packages:
+        face = importlib.import_module(pkg)
+        missing = [n for n in getattr(face, "__all__", ()) if getattr(face, n, None) is None]
+        assert face.__all__ and not missing, (pkg, missing)
+
+
 def test_no_module_over_the_size_limit():
     long = {str(p.relative_to(ROOT)): n for p in modules().values()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
@@ -140,8 +182,7 @@ def test_light_commands_load_neither_torch_nor_ray(args, tmp_path):
              "except SystemExit as e:\n    code = e.code\n"
              "heavy = sorted(m for m in ('torch', 'ray', 'torchvision') if m in sys.modules)\n"
              "print('HEAVY', ','.join(heavy), file=sys.stderr)\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=120)
+                          cwd=ROOT, env=child_env(), timeout=120)
     heavy = [line for line in proc.stderr.splitlines() if line.startswith("HEAVY")]
     assert heavy == ["HEAVY "], proc.stderr

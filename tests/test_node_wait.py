@@ -6,22 +6,29 @@ import threading
 import time
 
 import pytest
-import ray
-from ray.cluster_utils import Cluster
 
+from conftest import ray_cluster
 from raylab.declare.config import SweepOptions, TrialConfig
 from raylab.errors import ClusterError
 from raylab.sweep.node_wait import cluster_can_grow, sized_cluster
 
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_cluster({"num_cpus": 0}) as cluster:
+        yield cluster
+
 
 @pytest.fixture
-def cpu_less_head():
-    # Like a head after `ray up`: no CPU for trials, and no worker yet.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    ray.init(address=cluster.address, log_to_driver=False)
+def cpu_less_head(cluster):
+    """Like a head after `ray up`: no CPU for trials, and no worker yet (each test leaves it so)."""
+    assert not cluster.worker_nodes
     yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    for node in list(cluster.worker_nodes):
+        cluster.remove_node(node)
+    cluster.wait_for_nodes()  # Ray counts it gone before the next test sizes the cluster
 
 
 def test_a_trial_waits_for_a_node_that_joins(cpu_less_head, capsys):

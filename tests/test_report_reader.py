@@ -2,8 +2,9 @@
 
 Studies are written through raylab.results.StudyWriter (`write_study` of
 test_analysis). The browser test renders report.html in headless Chromium
-(Debian's `chromium`, installed by .ci/run) and reads back what the page
-really loaded; it skips only when no Chromium binary is on PATH.
+(Debian's `chromium`, which scripts/system_deps.sh installs) and reads back what the
+page really loaded; with no Chromium on PATH it skips with the line that says how to
+install it, and fails under CI.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ matplotlib.use("Agg")  # tests only: the library never picks a backend
 
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from conftest import require_packages  # noqa: E402
 from test_analysis import write_study  # noqa: E402
 
 from analysis import load_study, plots, summarize, to_markdown  # noqa: E402
@@ -181,7 +183,8 @@ def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
-    pytest.skip("no Chromium on PATH (.ci/run installs Debian's chromium)")
+    require_packages("chromium")  # skips, or fails under CI, naming the install command
+    raise AssertionError("scripts/system_deps.sh --check chromium passed, yet no chromium on PATH")
 
 
 def render(page: Path, tmp_path: Path, width: int) -> dict:
@@ -201,6 +204,7 @@ def render(page: Path, tmp_path: Path, width: int) -> dict:
                       .replace("&amp;", "&"))
 
 
+@pytest.mark.browser
 def test_report_html_in_headless_chromium(tmp_path):
     chromium()
     base = {"best": [0.66, 0.67]}

@@ -21,17 +21,15 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import results_scale as B  # noqa: E402
+import results_scale as B  # bench/, on sys.path in conftest
+from analysis import load_study
+from conftest import ROOT, child_env, raylab, start_raylab
+from raylab.results import parts as P
+from raylab import results as R
+from raylab.results import storage as S
+from raylab.results.writer import SMALL_ROWS
+from raylab.sweep.callback import ParquetCallback
 
-from analysis import load_study  # noqa: E402
-from raylab.results import parts as P  # noqa: E402
-from raylab import results as R  # noqa: E402
-from raylab.results import storage as S  # noqa: E402
-from raylab.sweep.callback import ParquetCallback  # noqa: E402
-
-ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 SWEEP = dict(n=40, epochs=6, concurrent=6, layers=3, bins=8, replay_every=4)  # ~300 reports
 FLUSH_EVERY = 3
 
@@ -104,7 +102,7 @@ def test_writer_killed_at_random_moments_leaves_a_consistent_study(tmp_path):
         # resume does from the trials' checkpoints.
         start = max(0, durable + 1 - rng.randrange(0, 8))
         writer = subprocess.Popen([sys.executable, "-c", WRITER, root, str(start), str(log), repr(SWEEP),
-                                   str(FLUSH_EVERY)], cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True)
+                                   str(FLUSH_EVERY)], cwd=ROOT, env=child_env(), stderr=subprocess.PIPE, text=True)
         # Kill after a seeded number of new durable flushes, not after a time: on a quiet
         # machine a timed kill can come after the writer has finished (or, loaded, before
         # it has written anything). Mid-flush kills still land: the next flush is under way.
@@ -137,7 +135,7 @@ def test_writer_killed_at_random_moments_leaves_a_consistent_study(tmp_path):
 
 def test_restarted_trials_replayed_epochs_replace_the_old_ones(tmp_path):
     sweep = dict(SWEEP, n=12, replay_every=3)
-    for small_rows, name in ((0, "parts"), (R.SMALL_ROWS, "small")):
+    for small_rows, name in ((0, "parts"), (SMALL_ROWS, "small")):
         root = str(tmp_path / name)
         cb = ParquetCallback(root, flush_seconds=float("inf"))
         cb.writer = R.StudyWriter(root, small_rows=small_rows)
@@ -194,22 +192,19 @@ def test_compaction_is_idempotent_and_safe_to_kill(tmp_path):
     seed = random.randrange(10**6)
     rng = random.Random(seed)
     for attempt in range(4):
-        proc = subprocess.Popen([sys.executable, "-m", "raylab", "compact", root], cwd=ROOT, env=ENV,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = start_raylab("compact", root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(rng.uniform(1.0, 4.0))  # after the imports, somewhere in the rewrite
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=120)
         assert proc.returncode in (0, -signal.SIGKILL)
         assert_same_tables(root, want, f"seed {seed}, compaction {attempt} ended {proc.returncode}")
-    proc = subprocess.run([sys.executable, "-m", "raylab", "compact", root], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    proc = raylab("compact", root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(os.listdir(root)) == sorted(R.REQUIRED), f"seed {seed}: {os.listdir(root)}"
     assert_same_tables(root, want, f"seed {seed}, compacted")
     before = {name: Path(root, name).read_bytes() for name in R.REQUIRED}
-    again = subprocess.run([sys.executable, "-m", "raylab", "compact", root], cwd=ROOT, env=ENV,
-                           capture_output=True, text=True, timeout=300)
+    again = raylab("compact", root)
     assert again.returncode == 0 and "already compact" in again.stdout
     assert {name: Path(root, name).read_bytes() for name in R.REQUIRED} == before  # untouched
 
@@ -257,16 +252,14 @@ def test_old_study_folders_load_resume_and_compact(tmp_path):
 
 def test_compact_command_refuses_what_it_must_not_touch(tmp_path):
     (tmp_path / "empty").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "raylab", "compact", str(tmp_path / "empty")], cwd=ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=120)
+    proc = raylab("compact", tmp_path / "empty", timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no raylab results" in proc.stderr
     root = tmp_path / "busy"
     parts_study(str(root), n=10)
     import fcntl
     with open(root / ".lock", "a+") as lock:  # what a running driver holds (raylab.results.storage.lock_folder)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        proc = subprocess.run([sys.executable, "-m", "raylab", "compact", str(root)], cwd=ROOT,
-                              env=ENV, capture_output=True, text=True, timeout=120)
+        proc = raylab("compact", root, timeout=120)
     assert proc.returncode == 2 and "a sweep is running" in proc.stderr and proc.stderr.count("\n") == 1
     assert P.list_parts(str(root), R.METRICS)  # nothing rewritten
 
@@ -279,7 +272,7 @@ def s3(monkeypatch):
     proc, env = B.start_s3("raylab")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    yield {**ENV, **env}
+    yield env  # set in os.environ too: child_env() passes it on
     proc.kill()
     proc.wait()
 
@@ -297,14 +290,12 @@ def test_parts_compaction_and_load_on_s3(s3, tmp_path):
     from raylab.results.lock import StorageLease
     driver = StorageLease(root)  # what a running driver holds on an object store
     try:
-        busy = subprocess.run([sys.executable, "-m", "raylab", "compact", root], cwd=ROOT, env=s3,
-                              capture_output=True, text=True, timeout=300)
+        busy = raylab("compact", root)
     finally:
         driver.close()
     assert busy.returncode == 2 and "a sweep is running in s3://raylab/results/scale" in busy.stderr, busy.stderr
     assert P.list_parts(root, R.METRICS), "the refused compaction touched the parts"
-    proc = subprocess.run([sys.executable, "-m", "raylab", "compact", root], cwd=ROOT, env=s3,
-                          capture_output=True, text=True, timeout=300)
+    proc = raylab("compact", root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     keys = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
                   if i.type == pafs.FileType.File)
@@ -395,7 +386,7 @@ def test_streamed_merges_and_compaction_on_s3(s3, monkeypatch):
 @pytest.mark.slow
 def test_results_scale_bench_quick_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "results_scale.py"), "--quick", "--no-s3",
-                           "--root", str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                           "--root", str(tmp_path)], cwd=ROOT, env=child_env(), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)

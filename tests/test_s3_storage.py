@@ -8,10 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from results_scale import start_s3  # bench/, on sys.path in conftest
 
+from conftest import raylab
 from raylab.results import lock as study_lock
 from raylab.declare.config import SweepOptions
 from raylab.errors import LockError
@@ -20,9 +21,6 @@ from raylab.declare.study import Study, grid
 from raylab.results.lock import LEASE, StorageLease, read_lease
 from raylab.sweep.driver import run_study
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-from results_scale import start_s3  # noqa: E402
 
 BUCKET = "raylab-test"
 
@@ -83,11 +81,6 @@ def test_lease_of_a_dead_or_silent_driver_is_taken_over(s3_env):
         StorageLease(root)
 
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "raylab", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}, timeout=300)
-
-
 @pytest.mark.slow
 def test_sweep_on_s3_is_read_back_and_guarded(s3_env, tmp_path):
     storage = f"s3://{BUCKET}/sweeps"
@@ -102,10 +95,10 @@ def test_sweep_on_s3_is_read_back_and_guarded(s3_env, tmp_path):
     assert sorted(trials["status"]) == ["completed", "completed"]
     assert read_lease(f"{storage}/s3sweep/{LEASE}") is None   # the driver gave its lease back
 
-    status = _cli("status", f"{storage}/s3sweep")
+    status = raylab("status", f"{storage}/s3sweep")
     assert status.returncode == 0 and "2 completed;" in status.stdout, status.stdout + status.stderr
     out = tmp_path / "report"
-    rep = _cli("report", f"{storage}/s3sweep", "--out", str(out))
+    rep = raylab("report", f"{storage}/s3sweep", "--out", str(out))
     assert rep.returncode == 0, rep.stderr
     assert "lr=0.05" in (out / "report.md").read_text()
 
@@ -114,7 +107,7 @@ def test_sweep_on_s3_is_read_back_and_guarded(s3_env, tmp_path):
     job = tmp_path / "busy.py"
     job.write_text("from raylab import Study, grid\n"
                    "STUDY = Study('busy', grid(lr=[0.1]), dict(data='synthetic:100', epochs=1))\n")
-    p = _cli("run", str(job), "--storage", storage, "--num-cpus", "1", "--quiet",
+    p = raylab("run", str(job), "--storage", storage, "--num-cpus", "1", "--quiet",
              "--data-root", str(tmp_path / "data"))
     assert p.returncode == 2, p.stdout + p.stderr
     assert "host head-node, pid 4242" in p.stderr and "Traceback" not in p.stderr

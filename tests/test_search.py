@@ -5,39 +5,30 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import assert_one_line_error, job_file, raylab, raylab_in_process, start_raylab
 from raylab.declare.config import ConfigError
 from raylab.results import METRICS, TRIALS, read_table
 from raylab.declare.space import as_dist, choice, loguniform, randint, uniform
-from raylab.declare.study import Study, grid, sampled_name
+from raylab.declare.study import Study, sampled_name
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+pytestmark = pytest.mark.timeout(900)  # sweeps on a loaded 2-core box
 NAME = re.compile(r"^lr=[0-9.e-]+\+wd=[0-9.e-]+_s0_n\d+$")
 
 
-def raylab(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "raylab", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
-
-
 def job(tmp_path, name, samples, epochs=2, extra="") -> Path:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(f"""
+    return job_file(tmp_path, f"""
         from raylab import Study, loguniform
         STUDY = Study({name!r}, num_samples={samples},
                       base=dict(data="synthetic:300", data_root={str(tmp_path / 'data')!r}, epochs={epochs},
                                 threads=1, batch_size=50, lr=loguniform(1e-3, 0.2),
                                 weight_decay=loguniform(1e-6, 1e-2){extra}))
-    """))
-    return path
+    """, f"{name}.py")
 
 
 # ------------------------------------------------------------------ no Ray
@@ -84,21 +75,20 @@ def test_sampled_names_are_short_and_readable():
 def test_bad_search_input_is_one_line_exit_2(tmp_path, args, expect):
     path = job(tmp_path, "bad", 2)
     proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "1", *args)
-    assert proc.returncode == 2, proc.stderr
-    assert expect in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert_one_line_error(proc, expect)
     assert not (tmp_path / "res").exists()  # refused before anything was written
 
 
 # ------------------------------------------------------------------ real Ray
-def test_random_search_on_a_grid_names_and_records_each_sample(tmp_path):
-    path = tmp_path / "mixed.py"
-    path.write_text(textwrap.dedent(f"""
+@pytest.mark.ray
+def test_random_search_on_a_grid_names_and_records_each_sample(local_ray, tmp_path):
+    path = job_file(tmp_path, f"""
         from raylab import Study, grid, loguniform
         STUDY = Study("mixed", grid(batchnorm=[False, True]), num_samples=2,
                       base=dict(data="synthetic:300", data_root={str(tmp_path / 'data')!r}, epochs=1,
                                 threads=1, batch_size=50, lr=loguniform(1e-3, 0.2)))
-    """))
-    proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "2", "--quiet", "--log", "mlflow")
+    """, "mixed.py")
+    proc = raylab_in_process("run", path, "--storage", tmp_path / "res", "--quiet", "--log", "mlflow")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 variants x 1 seeds x 2 samples = 4 trials" in proc.stdout
     trials = read_table(str(tmp_path / "res" / "mixed"), TRIALS)
@@ -150,15 +140,14 @@ def tensorboard_scalars(path: Path) -> dict[str, dict[int, float]]:
     return out
 
 
+@pytest.mark.ray
 def test_optuna_search_resumes_after_driver_kill_without_duplicates(tmp_path):
     """6 Optuna samples, one at a time; SIGKILL the driver after two finish, then resume."""
     samples, epochs = 6, 3
     path = job(tmp_path, "opt", samples, epochs=epochs)
     root = tmp_path / "res" / "opt"
-    driver = subprocess.Popen([sys.executable, "-m", "raylab", "run", path, "--storage", tmp_path / "res",
-                               "--search", "optuna", "--max-concurrent", "1", "--num-cpus", "2", "--quiet"],
-                              cwd=ROOT, env=ENV, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    driver = start_raylab("run", path, "--storage", tmp_path / "res", "--search", "optuna", "--max-concurrent", "1",
+                          "--num-cpus", "2", "--quiet", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 400
         done = 0
@@ -221,13 +210,13 @@ def test_random_search_draws_the_same_samples_for_the_same_seed():
     assert draw(0) == first and draw(1) != first
 
 
-def test_pbt_clones_and_perturbs_lr_recorded_per_epoch(tmp_path):
+@pytest.mark.ray
+def test_pbt_clones_and_perturbs_lr_recorded_per_epoch(local_ray, tmp_path):
     """4 trials, lr perturbed every 2 epochs: some trial's lr changes mid-run, and each epoch's
     row carries the lr it trained with."""
     epochs = 6
     path = job(tmp_path, "pbt", 4, epochs=epochs)
-    proc = raylab("run", path, "--storage", tmp_path / "res", "--scheduler", "pbt", "--num-cpus", "2", "--quiet",
-                  timeout=900)
+    proc = raylab_in_process("run", path, "--storage", tmp_path / "res", "--scheduler", "pbt", "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
     root = tmp_path / "res" / "pbt"
     trials, metrics = read_table(str(root), TRIALS), read_table(str(root), METRICS)

@@ -1,13 +1,13 @@
 """Studies: variant names, grids, seeds, combined sweeps, selection; and every job file."""
-from pathlib import Path
-
 import pytest
+
+from conftest import ROOT
 
 from raylab.declare.config import ConfigError
 from raylab.declare.study import Study, combine, grid, variant, variant_name
 from raylab.declare.study import load_job, select
 
-JOBS = sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.py"))
+JOBS = sorted((ROOT / "jobs").glob("*.py"))
 
 
 def test_variant_names_read_well():
@@ -53,7 +53,7 @@ def test_combined_study_trains_each_config_once_under_every_name():
     both = combine("all", [lab1, sweep])
     trials = both.trials()
     assert len(trials) == 3  # sweep's lr=0.01 is lab1's baseline
-    shared = next(t for t in trials if t.aliases)
+    shared = next(t for t in trials if t.shared_with)
     assert [m["study"] for m in shared.metas()] == ["lab1", "sweep"]
     assert [m["trial_id"] for m in shared.metas()] == ["lab1.baseline_s0", "sweep.lr_0.01_s0"]
     described = both.describe()

@@ -1,25 +1,16 @@
 """Studies as Ray Tune sweeps on a real local Ray (2 CPUs) and synthetic data."""
 import pandas as pd
 import pytest
-import ray
 
-pytestmark = pytest.mark.timeout(900)  # real local Ray on a loaded 2-core box
-
+from conftest import image_tree
 from raylab.train.checkpoints import checkpoint_path, load_checkpoint
 from raylab.declare.config import SweepOptions
 from raylab.results import METRICS, TRIALS, WEIGHTS, read_table
 from raylab.declare.study import Study, grid, variant
 from raylab.sweep.driver import run_study
 
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]  # real local Ray on a loaded 2-core box
 EPOCHS = 2
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    # "local": never join a Ray that `ray start` left on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def small(name, variants, seeds=1, **base):
@@ -157,15 +148,8 @@ def test_trials_map_the_drivers_object_store_copy_of_the_data(local_ray, tmp_pat
     back to loading the source itself would find no data here: the source is gone by then."""
     import shutil
 
-    from raylab.data import sources as data_module
-
     tree = tmp_path / "tree"
-    for split in ("train", "test"):
-        for i, cls in enumerate(("cat", "dog")):
-            for k in range(60 if split == "train" else 20):
-                from PIL import Image
-                (tree / split / cls).mkdir(parents=True, exist_ok=True)
-                Image.new("RGB", (32, 32), (40 * i + k, 100, 30)).save(tree / split / cls / f"{k}.png")
+    image_tree(tree, ("cat", "dog"), train=60, test=20, size=(32, 32))
     study = Study("store", grid(lr=[0.05, 0.02]), dict(data=f"folder:{tree}", data_root=str(tmp_path / "cache"),
                                                         epochs=1, threads=1, batch_size=40))
     real_put = __import__("ray").put

@@ -12,10 +12,10 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import assert_one_line_error, image_tree, raylab, tar_of, zip_of
 from raylab.data import archive as untrusted_reader
 from raylab.data import sources as data
 from raylab.data.sources import DataError
@@ -23,35 +23,11 @@ from raylab.data.sources import DataError
 ZEROS_MB = 100  # compresses to ~100 KB; over the default 64 MiB per-member limit
 
 
-def write_tree(root: Path) -> Path:
+@pytest.fixture
+def tree(tmp_path) -> Path:
     """train/ and test/ with 2 classes x 2 tiny PNGs each: a valid folder source."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for c in ("ant", "cat"):
-            (root / split / c).mkdir(parents=True)
-            for k in range(2):
-                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / split / c / f"{k}.png")
-    return root
-
-
-def zip_of(tree: Path, dest: Path, extra: dict[str, bytes] = {}) -> Path:  # noqa: B006 (read only)
-    """The tree's files, then `extra` members last: a pre-check must not read the tree first."""
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in sorted(tree.rglob("*")):
-            zf.write(p, p.relative_to(tree).as_posix())
-        for name, blob in extra.items():
-            zf.writestr(name, blob)
-    return dest
-
-
-def tar_of(tree: Path, dest: Path, extra: dict[str, bytes] = {}) -> Path:  # noqa: B006
-    with tarfile.open(dest, "w:gz") as tf:
-        tf.add(tree, arcname=".")
-        for name, blob in extra.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tf.addfile(info, io.BytesIO(blob))
-    return dest
+    image_tree(tmp_path / "tree", ("ant", "cat"), train=2, test=2)
+    return tmp_path / "tree"
 
 
 def fingerprint(path: Path) -> tuple:
@@ -92,8 +68,7 @@ def assert_one_line(e: pytest.ExceptionInfo, *parts: str) -> None:
 
 # ============================================================ archive bombs
 
-def test_zip_member_over_default_limit_refused_before_any_decompression(tmp_path, opened):
-    tree = write_tree(tmp_path / "tree")
+def test_zip_member_over_default_limit_refused_before_any_decompression(tree, tmp_path, opened):
     archive = zip_of(tree, tmp_path / "bomb.zip", {"train/cat/zeros.png": bytes(ZEROS_MB << 20)})
     assert archive.stat().st_size < 1 << 20  # the bomb: ~100 KB on disk, 100 MiB declared
     before = fingerprint(archive)
@@ -107,8 +82,7 @@ def test_zip_member_over_default_limit_refused_before_any_decompression(tmp_path
     assert not list((tmp_path / "root").rglob("*.npy"))  # and nothing cached
 
 
-def test_tar_gz_member_over_default_limit_refused_before_it_is_read(tmp_path, opened):
-    tree = write_tree(tmp_path / "tree")
+def test_tar_gz_member_over_default_limit_refused_before_it_is_read(tree, tmp_path, opened):
     archive = tar_of(tree, tmp_path / "bomb.tar.gz", {"train/cat/zeros.png": bytes(ZEROS_MB << 20)})
     assert archive.stat().st_size < 1 << 20
     before = fingerprint(archive)
@@ -121,9 +95,8 @@ def test_tar_gz_member_over_default_limit_refused_before_it_is_read(tmp_path, op
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
-def test_total_limit_from_env_and_stream_stopped_early(tmp_path, monkeypatch, opened, kind):
+def test_total_limit_from_env_and_stream_stopped_early(tree, tmp_path, monkeypatch, opened, kind):
     """3000 members of 1 KiB (~3 MiB) against a 1 MiB total: refused; the stream stops near 1 MiB."""
-    tree = write_tree(tmp_path / "tree")
     extra = {f"train/cat/pad{i:04d}.txt": bytes(1024) for i in range(3000)}  # not images: skipped once read
     archive = (zip_of if kind == "zip" else tar_of)(tree, tmp_path / f"many.{kind}", extra)
     monkeypatch.setenv("RAYLAB_MAX_ARCHIVE_MB", "1")
@@ -141,8 +114,7 @@ def test_total_limit_from_env_and_stream_stopped_early(tmp_path, monkeypatch, op
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
-def test_member_limit_from_env(tmp_path, monkeypatch, kind):
-    tree = write_tree(tmp_path / "tree")
+def test_member_limit_from_env(tree, tmp_path, monkeypatch, kind):
     archive = (zip_of if kind == "zip" else tar_of)(tree, tmp_path / f"d.{kind}", {"README": bytes(300_000)})
     monkeypatch.setenv("RAYLAB_MAX_MEMBER_MB", "0.25")  # 262,144 bytes
     with pytest.raises(DataError) as e:
@@ -153,8 +125,7 @@ def test_member_limit_from_env(tmp_path, monkeypatch, kind):
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
-def test_member_count_bounded(tmp_path, monkeypatch, kind):
-    tree = write_tree(tmp_path / "tree")
+def test_member_count_bounded(tree, tmp_path, monkeypatch, kind):
     archive = (zip_of if kind == "zip" else tar_of)(tree, tmp_path / f"d.{kind}", {f"x/{i}": b"" for i in range(60)})
     monkeypatch.setattr(untrusted_reader, "MAX_MEMBERS", 50)
     with pytest.raises(DataError) as e:
@@ -164,9 +135,8 @@ def test_member_count_bounded(tmp_path, monkeypatch, kind):
     assert len(load(archive, tmp_path / "root").train_y) == 4
 
 
-def test_tar_pax_header_bomb_refused_before_tarfile_reads_it(tmp_path, monkeypatch):
+def test_tar_pax_header_bomb_refused_before_tarfile_reads_it(tree, tmp_path, monkeypatch):
     """tarfile reads a pax header's payload whole before yielding the next member: check its header."""
-    tree = write_tree(tmp_path / "tree")
     archive = tmp_path / "pax.tar.gz"
     with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tf:
         tf.add(tree, arcname=".")
@@ -181,9 +151,8 @@ def test_tar_pax_header_bomb_refused_before_tarfile_reads_it(tmp_path, monkeypat
     assert len(load(archive, tmp_path / "root").train_y) == 4  # legitimately large pax headers still load
 
 
-def test_zip_member_understating_its_size_inflates_only_that_much(tmp_path):
+def test_zip_member_understating_its_size_inflates_only_that_much(tree, tmp_path):
     """A central directory may claim 10 bytes for 200 MiB of deflated zeros: read no more than declared."""
-    tree = write_tree(tmp_path / "tree")
     archive = zip_of(tree, tmp_path / "lie.zip", {"train/cat/lie.png": bytes(200 << 20)})
     blob = bytearray(archive.read_bytes())
     entry = blob.rfind(b"PK\x01\x02")  # the central directory entry of the last member written
@@ -200,8 +169,8 @@ def test_zip_member_understating_its_size_inflates_only_that_much(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "inf", "nan"])
-def test_bad_limit_env_is_one_line_error(tmp_path, monkeypatch, value):
-    archive = zip_of(write_tree(tmp_path / "tree"), tmp_path / "d.zip")
+def test_bad_limit_env_is_one_line_error(tree, tmp_path, monkeypatch, value):
+    archive = zip_of(tree, tmp_path / "d.zip")
     monkeypatch.setenv("RAYLAB_MAX_ARCHIVE_MB", value)
     with pytest.raises(DataError) as e:
         load(archive, tmp_path / "root")
@@ -247,10 +216,9 @@ print(kib("VmHWM") - before)  # KiB the load added at its peak
 """
 
 
-def test_image_claiming_gigapixels_refused_before_decoding(tmp_path):
+def test_image_claiming_gigapixels_refused_before_decoding(tree, tmp_path):
     """A 200 KB PNG decodes to 108 MB of pixels: the header is checked first. Proven by
     the loading process's peak memory against a control that decodes the same file."""
-    tree = write_tree(tmp_path / "tree")
     Image.new("RGB", (6000, 6000)).save(tree / "train" / "cat" / "huge.png")
     assert (tree / "train" / "cat" / "huge.png").stat().st_size < 1_000_000
     archive = zip_of(tree, tmp_path / "px.zip")
@@ -299,14 +267,9 @@ def test_cifar10_bad_checksums_refused_without_unpickling(tmp_path):
 def test_cifar10_bad_checksums_cli_exit_2(tmp_path):
     marker = tmp_path / "UNPICKLED"
     malicious_cifar(tmp_path, marker)
-    proc = subprocess.run(
-        [sys.executable, "-m", "raylab", "train", "--data", "cifar10", "--data-root", tmp_path,
-         "--no-download", "--out", tmp_path / "out", "--epochs", "1", "--quiet"],
-        capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "do not match the official CIFAR-10 release checksums" in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    proc = raylab("train", "--data", "cifar10", "--data-root", tmp_path, "--no-download", "--out", tmp_path / "out",
+                  "--epochs", "1", "--quiet")
+    assert_one_line_error(proc, "do not match the official CIFAR-10 release checksums")
     assert not marker.exists()
 
 

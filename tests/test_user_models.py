@@ -1,19 +1,13 @@
 """A job file's own model (@raylab.model): its options checked like config fields, listed by
 `raylab models`, refused in one line when it returns no logits, and trained in a sweep on the
 second node of a real `ray.cluster_utils.Cluster` after the job file is gone from disk."""
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from conftest import assert_one_line_error, job_file, raylab, raylab_in_process, ray_cluster
 from raylab.declare.config import ConfigError, TrialConfig
 from raylab.declare.registry import USER
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 TINY = """
     import torch.nn as nn
@@ -36,15 +30,8 @@ TINY = """
 
 
 def write(tmp_path, classes="num_classes", width=6, folder="job") -> Path:
-    path = tmp_path / folder / "tiny.py"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(TINY.format(classes=classes, width=width, data=str(tmp_path / "data"))))
-    return path
-
-
-def raylab(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "raylab", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
+    return job_file(tmp_path / folder, TINY.format(classes=classes, width=width, data=str(tmp_path / "data")),
+                    "tiny.py")
 
 
 def test_options_are_checked_like_config_fields(tmp_path):
@@ -60,6 +47,28 @@ def test_options_are_checked_like_config_fields(tmp_path):
         TrialConfig.from_dict(model="simplenn", model_options={"width": 4})
 
 
+def test_a_job_files_model_declares_its_gpu_share():
+    from raylab.declare.config import SweepOptions
+    from raylab.declare.registry import model
+    from raylab.sweep.resources import default_resources
+
+    def net(num_classes, in_channels):
+        return None
+
+    gpu_box = {"CPU": 16, "GPU": 4}
+    model("halfnet", gpu=0.5)(net)
+    model("wholenet")(net)
+    try:
+        assert default_resources(TrialConfig.from_dict(model="halfnet"), SweepOptions(), gpu_box)["GPU"] == 0.5
+        assert default_resources(TrialConfig.from_dict(model="wholenet"), SweepOptions(), gpu_box)["GPU"] == 1.0
+    finally:
+        del USER["halfnet"], USER["wholenet"]
+    for bad in (0, 1.5, -1, "half", True):
+        with pytest.raises(ConfigError, match="GPU share must be a fraction"):
+            model("badnet", gpu=bad)
+    assert "badnet" not in USER
+
+
 def test_raylab_models_lists_a_job_files_model(tmp_path):
     proc = raylab("models", "tinynet", "--job", write(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -70,29 +79,23 @@ def test_raylab_models_lists_a_job_files_model(tmp_path):
     assert proc.returncode == 2 and "add --job FILE" in proc.stderr
 
 
-def test_model_without_logits_of_the_right_shape_is_one_line_exit_2(tmp_path):
+@pytest.fixture(scope="module")
+def worker_only_cluster():
+    """A head that runs nothing (0 CPUs) and one worker node: every trial runs on the second node."""
+    with ray_cluster({"num_cpus": 0, "object_store_memory": 100 * 2**20},
+                     {"num_cpus": 2, "object_store_memory": 100 * 2**20}) as cluster:
+        yield cluster
+
+
+@pytest.mark.ray
+def test_model_without_logits_of_the_right_shape_is_one_line_exit_2(worker_only_cluster, tmp_path):
     path = write(tmp_path, classes="7")  # 7 outputs for a 10-class data set
-    proc = raylab("run", path, "--storage", tmp_path / "res", "--num-cpus", "1")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "model 'tinynet' returned Tensor of shape (1, 7)" in proc.stderr and "(batch, 10)" in proc.stderr
+    proc = raylab_in_process("run", path, "--storage", tmp_path / "res")
+    assert_one_line_error(proc, "model 'tinynet' returned Tensor of shape (1, 7)", "(batch, 10)")
     assert not (tmp_path / "res" / "tiny" / "study.json").exists()
 
 
-@pytest.fixture
-def worker_only_cluster():
-    """A head that runs nothing (0 CPUs) and one worker node: every trial runs on the second node."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 100 * 2**20})
-    cluster.add_node(num_cpus=2, object_store_memory=100 * 2**20)
-    ray.init(address=cluster.address, log_to_driver=False)
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
-
-
+@pytest.mark.ray
 def test_job_file_model_trains_on_a_second_node_without_the_file(worker_only_cluster, tmp_path):
     import shutil
 

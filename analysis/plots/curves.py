@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..load import diverged_trials
 from ..outcome import CHANCE_ACC, DID_NOT_LEARN, did_not_learn_trials
-from ..summary import difference
+from ..variant_stats import difference
 from . import layout
 from .palette import (AXIS_LABELS, DID_NOT_LEARN_COLOR, DID_NOT_LEARN_MARKER, DIVERGED_COLOR,
                       DIVERGED_MARKER, METRIC_NAMES, colors_for, counted, keys, ordered_keys,

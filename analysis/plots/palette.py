@@ -16,7 +16,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..load import RUN_FIELDS, Study, config_fields
+from raylab.declare.config import RUNTIME_FIELDS
+
+from ..load import StudyResults, config_fields
 from ..order import natural_key, sort_labels, variant_order
 
 # tab10, the light tab20 shades, then four dark tab20b shades, without red (divergence) and
@@ -54,7 +56,7 @@ def variant_colors(variants: Iterable[str]) -> dict[str, str]:
     return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(names)}
 
 
-def config_colors(studies: Sequence[Study]) -> list[dict[str, str]]:
+def config_colors(studies: Sequence[StudyResults]) -> list[dict[str, str]]:
     """Per study (same order), variant -> colour, the same colour wherever the same config runs.
 
     Configs are coloured in report order (study by study, variants in
@@ -76,22 +78,22 @@ def config_colors(studies: Sequence[Study]) -> list[dict[str, str]]:
     return [{v: color_of[k] for v, k in per_study.items()} for per_study in keys]
 
 
-def study_colors(study: Study) -> dict[str, str]:
+def study_colors(study: StudyResults) -> dict[str, str]:
     """variant -> colour for one study alone (`config_colors([study])[0]`)."""
     return config_colors([study])[0]
 
 
-def _frame(study: Study) -> pd.DataFrame:
+def _frame(study: StudyResults) -> pd.DataFrame:
     """Rows carrying each variant's config: trials, plus variants only seen in metrics (running)."""
     t, m = study.trials, study.metrics
     extra = m[~m["variant"].isin(set(t["variant"]))] if len(m) else m
     return pd.concat([t, extra], ignore_index=True) if len(extra) else t
 
 
-def _config_key(study: Study, variant: str) -> tuple:
+def _config_key(study: StudyResults, variant: str) -> tuple:
     df = _frame(study)
     row = df[df["variant"] == variant].iloc[0]
-    cols = sorted(c for c in config_fields(df) if c not in RUN_FIELDS and c != "seed")
+    cols = sorted(c for c in config_fields(df) if c not in RUNTIME_FIELDS and c != "seed")
     return tuple((c, _freeze(row[c])) for c in cols)
 
 

@@ -21,7 +21,7 @@ from . import layout
 from .palette import (AXIS_LABELS, DID_NOT_LEARN_COLOR, DID_NOT_LEARN_MARKER, DIVERGED_COLOR,
                       DIVERGED_MARKER, LOG_FIELDS, colors_for, counted, keys, study_name)
 
-METRICS = (("best_val_acc", "o", True, -4), ("final_val_acc", "s", False, 4))  # marker, filled, shift pt
+_SERIES = (("best_val_acc", "o", True, -4), ("final_val_acc", "s", False, 4))  # marker, filled, shift pt
 
 
 def _positions(values: pd.Series) -> tuple[dict, list[float], list[str], float | None]:
@@ -86,8 +86,8 @@ def sweep_scatter(trials: pd.DataFrame, field: str | None = None, *, study: str 
     x, ticks, labels, brk = _x(ax, field, col, df[col])
     df = df.assign(_x=x.values, _flat=did_not_learn(df).values)
     div = df["status"].astype(str).eq("diverged")
-    shift = {m: offset_copy(ax.transData, fig=fig, x=dx, units="points") for m, *_, dx in METRICS}
-    for metric, marker, fill, _ in METRICS:
+    shift = {m: offset_copy(ax.transData, fig=fig, x=dx, units="points") for m, *_, dx in _SERIES}
+    for metric, marker, fill, _ in _SERIES:
         ok = df[~div & np.isfinite(df[metric].astype(float))]
         edge = [colors[k] for k in ok["_key"]]
         ax.scatter(ok["_x"], ok[metric], s=40, marker=marker, zorder=3, transform=shift[metric],
@@ -174,7 +174,7 @@ def _marks(ax: Axes, d: pd.DataFrame, shift: dict, style: dict, what: str,
 
 def _limits(ax: Axes, df: pd.DataFrame) -> None:
     """The shifted markers do not count towards the data limits by themselves."""
-    pts = pd.concat([df[["_x", m]].set_axis(["x", "y"], axis=1) for m, *_ in METRICS])
+    pts = pd.concat([df[["_x", m]].set_axis(["x", "y"], axis=1) for m, *_ in _SERIES])
     pts = pts[np.isfinite(pts["y"].astype(float)) & np.isfinite(pts["x"].astype(float))]
     if len(pts):
         ax.update_datalim(pts.to_numpy(float))

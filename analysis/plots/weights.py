@@ -9,6 +9,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from raylab.results import NEAR_ZERO
+
 from . import layout
 from .palette import colors_for, keys, ordered_keys, select, study_name
 
@@ -20,7 +22,7 @@ def _cdf(edges: np.ndarray, left: np.ndarray, right: np.ndarray, count: np.ndarr
     return frac @ count
 
 
-def near_zero_fraction(weights: pd.DataFrame, threshold: float = 1e-3) -> float:
+def near_zero_fraction(weights: pd.DataFrame, threshold: float = NEAR_ZERO) -> float:
     """Fraction of the weights in `weights` (histogram rows) with |w| < threshold, from the bins."""
     left, right, count = (weights[c].to_numpy(float) for c in ("bin_left", "bin_right", "count"))
     total = count.sum()
@@ -31,7 +33,7 @@ def near_zero_fraction(weights: pd.DataFrame, threshold: float = 1e-3) -> float:
 
 
 def weight_histograms(weights: pd.DataFrame, variants: Sequence[str] | None = None, *,
-                      layer: str | Sequence[str] | None = None, near_zero: float = 1e-3,
+                      layer: str | Sequence[str] | None = None, near_zero: float = NEAR_ZERO,
                       bins: int = 120, logy: bool | str = "auto", study: str | None = None,
                       colors: Mapping[str, str] | None = None, ax: Axes | None = None) -> Figure:
     """Overlaid histograms of the final weights of two or more variants (e.g. L1 vs L2).

@@ -1,9 +1,13 @@
 """Data sources -> uint8 tensors, decoded once and cached; batches made on the trial's device.
 
-    sources.py   load_dataset: cifar10, folder:PATH (tree or archive), synthetic, and the dispatch
-    archive.py   untrusted tar/zip/image-folder reading, bounded
-    datasets.py  CIFAR-100, SVHN, (Fashion)MNIST files, arrays built in Python (register_data)
-    batches.py   shuffle, crop (pad zero|mean), flip and normalise whole batches on the device
+    sources.py    load_dataset: a source string -> Dataset, by the module that reads it
+    cache.py      the decoded-data cache under <root>/cache/, one decode per node (file lock)
+    readers.py    torchvision's files: CIFAR-10 (md5-checked), CIFAR-100, SVHN, (Fashion)MNIST
+    archive.py    untrusted image-folder trees and tar/zip archives, read in place, bounded
+    arrays.py     arrays built in Python by a job file (register_data)
+    synthetic.py  a generated, learnable data set for tests and smoke runs
+    stats.py      normalisation statistics: published, or computed from the training split
+    batches.py    shuffle, crop (pad zero|mean), flip and normalise whole batches on the device
 
 Loaded lazily: `from raylab.data import load_dataset` imports torch only then.
 """
@@ -15,6 +19,6 @@ def __getattr__(name: str):
         from raylab.data import sources
         return getattr(sources, name)
     if name == "register_data":
-        from raylab.data.datasets import register_data
+        from raylab.data.arrays import register_data
         return register_data
     raise AttributeError(name)

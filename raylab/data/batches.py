@@ -1,7 +1,7 @@
 """Per-step batches on the trial's device: shuffle, random crop + flip, normalise.
 
 Same semantics as torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip
-+ Normalize, on whole batches instead of a per-image loop (data.py says why).
++ Normalize, on whole batches instead of a per-image loop (sources.py says why).
 Every random number comes from a CPU generator whose state a checkpoint saves.
 """
 from __future__ import annotations

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 
 from raylab.errors import UserError
 
-KINDS = ("greater", "not_greater", "best", "below", "at_least", "ratio")
+CLAIM_KINDS = ("greater", "not_greater", "best", "below", "at_least", "ratio")
 # trials columns, or a per-trial number analysis.claims derives from the tables
-METRICS = ("best_val_acc", "final_val_acc", "overfit_gap", "near_zero", "macs", "n_params")
+CLAIM_METRICS = ("best_val_acc", "final_val_acc", "overfit_gap", "near_zero", "macs", "n_params")
 
 
 class ClaimError(UserError):
@@ -35,11 +35,11 @@ class ClaimError(UserError):
 @dataclass(frozen=True)
 class Claim:
     text: str                       # the course report's statement, as a reader would quote it
-    kind: str                       # one of KINDS
+    kind: str                       # one of CLAIM_KINDS
     a: str                          # the variant the claim is about (this study's)
     b: str = ""                     # the variant it is compared with (greater, not_greater, ratio)
     reported: str = ""              # the report's number or words, shown as given
-    metric: str = "best_val_acc"    # one of METRICS; overfit_gap = train acc - val acc at the last epoch
+    metric: str = "best_val_acc"    # one of CLAIM_METRICS; overfit_gap = train acc - val acc at the last epoch
     value: float | None = None      # below / at_least: the threshold; ratio: the expected ratio
     margin: float = 0.0             # not_greater: a gain smaller than this is "no help"; ratio: relative tolerance
     among: tuple[str, ...] = ()     # best: the variants a must beat (default: every other variant)
@@ -50,10 +50,10 @@ class Claim:
 
     def __post_init__(self) -> None:
         where = f"claim '{self.text}'"
-        if self.kind not in KINDS:
-            raise ClaimError(f"{where}: kind '{self.kind}' is not one of: {', '.join(KINDS)}")
-        if self.metric not in METRICS:
-            raise ClaimError(f"{where}: metric '{self.metric}' is not one of: {', '.join(METRICS)}")
+        if self.kind not in CLAIM_KINDS:
+            raise ClaimError(f"{where}: kind '{self.kind}' is not one of: {', '.join(CLAIM_KINDS)}")
+        if self.metric not in CLAIM_METRICS:
+            raise ClaimError(f"{where}: metric '{self.metric}' is not one of: {', '.join(CLAIM_METRICS)}")
         if self.kind in ("greater", "not_greater", "ratio") and not self.b:
             raise ClaimError(f"{where}: kind '{self.kind}' compares two variants: give b=")
         if self.kind in ("below", "at_least", "ratio") and self.value is None:

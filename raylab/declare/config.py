@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
 from raylab.errors import ConfigError  # noqa: F401  (a kind of UserError; raised here, imported from here)
-from raylab.declare.registry import BUILTIN as MODELS, USER, check_options, parse_options  # model names, no torch
+from raylab.declare.registry import BUILTIN, USER, check_options, parse_options  # model names, no torch
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the report's normalisation
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -29,11 +29,15 @@ REGULARIZE = ("all", "weights")
 DEVICES = ("auto", "cpu", "cuda")
 SHORTCUTS = ("A", "B")
 PADS = ("zero", "mean")
-DATA_SETS = ("cifar100", "svhn", "mnist", "fashionmnist")  # torchvision's files, read by raylab/data/datasets.py
+DATA_SETS = ("cifar100", "svhn", "mnist", "fashionmnist")  # torchvision's files, read by raylab/data/readers.py
+SOURCES = f"cifar10, {', '.join(DATA_SETS)}, folder:PATH, arrays:NAME or synthetic[:N]"  # data's forms, for messages
+SCHEDULERS = ("fifo", "asha", "pbt")  # how a sweep stops or clones trials (raylab/sweep/driver.py, pbt.py)
+SEARCHES = ("random", "optuna")       # how a study's distributions are sampled (raylab/sweep/searcher.py)
 
 
 def is_dataset_source(source: str) -> bool:
-    """One of DATA_SETS, or arrays:NAME (raylab.register_data): the sources raylab/data/datasets.py reads."""
+    """One of DATA_SETS, or arrays:NAME (raylab.register_data): the sources whose normalisation
+    statistics are their own, not CIFAR-10's (raylab/data/stats.py)."""
     return source in DATA_SETS or (source.startswith("arrays:") and len(source) > len("arrays:"))
 
 
@@ -46,7 +50,7 @@ class TrialConfig:
     shortcut: str = "A"                # resnet: A = zero-padded identity, B = 1x1 projection
     model_options: str = "{}"          # a job file's own model (raylab.declare.registry): its options, as JSON
     # --- data
-    data: str = "cifar10"              # cifar10 | folder:PATH | synthetic[:N]
+    data: str = "cifar10"              # one of SOURCES: cifar10 | folder:PATH | synthetic[:N] | ...
     data_root: str = "data"            # where cifar10 lives and decoded caches go
     download: bool = True              # cifar10: fetch through torchvision when missing
     val_holdout: int = 0               # images held out of train for validation; 0 = use the test split
@@ -111,7 +115,7 @@ class TrialConfig:
 
     # ------------------------------------------------------------- validation
     def validate(self) -> None:
-        _choice("model", self.model, (*MODELS, *USER))
+        _choice("model", self.model, (*BUILTIN, *USER))
         check_options(self.model, self.model_options)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("shortcut", self.shortcut, SHORTCUTS)
@@ -142,10 +146,7 @@ class TrialConfig:
             raise ConfigError(f"milestones must be increasing epochs >= 1, got {list(self.milestones)}")
         if not (self.data in ("cifar10", "synthetic") or self.data.startswith(("folder:", "synthetic:"))
                 or is_dataset_source(self.data)):
-            raise ConfigError(
-                f"data '{self.data}' is not a source: use cifar10, {', '.join(DATA_SETS)}, folder:PATH, "
-                "arrays:NAME or synthetic[:N]"
-            )
+            raise ConfigError(f"data '{self.data}' is not a source: use {SOURCES}")
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -212,6 +213,13 @@ def config_fields(hidden: bool = True) -> list[str]:
 
 
 HIDDEN_FIELDS = frozenset(set(config_fields()) - set(config_fields(hidden=False)))
+# Where and how a trial runs, and how finely it records: never what it learns. analysis neither
+# shows them as a swept field nor lets them change a config's colour.
+RUNTIME_FIELDS = frozenset({"data_root", "download", "device", "threads", "compile", "eval_batch_size",
+                            "hist_bins"}) | HIDDEN_FIELDS
+# Those, and what a command line forces on every trial of a study (--data, --epochs, --seeds):
+# never part of a variant's name.
+RUN_FIELDS = RUNTIME_FIELDS | {"data", "epochs", "seed"}
 
 
 @dataclass
@@ -223,8 +231,8 @@ class SweepOptions:
     cpus_per_trial: float | None = None
     workers: int = 1                  # >1: each trial is a DDP job of this many workers
     max_concurrent: int = 0           # 0: as many as resources allow
-    scheduler: str = "fifo"           # fifo | asha | pbt (raylab/sweep/pbt.py)
-    search: str = "random"            # random | optuna: how a study's distributions are sampled (raylab.declare.space)
+    scheduler: str = "fifo"           # one of SCHEDULERS: fifo | asha | pbt
+    search: str = "random"            # one of SEARCHES: random | optuna
     max_failures: int = 2             # restarts of a crashed trial from its checkpoint
     num_cpus: int | None = None       # local Ray only: CPUs it may use
     wait_for_nodes: float = 600       # on a cluster: seconds to wait for the autoscaler to add a node

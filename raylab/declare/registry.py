@@ -1,6 +1,6 @@
 """Models declared in a job file, next to the built-in ones:
 
-    @raylab.model("mynet")
+    @raylab.model("mynet", gpu=0.5)      # gpu: its default share of a GPU (default: a whole one)
     def mynet(num_classes, in_channels, width: int = 32):
         return nn.Sequential(...)
 
@@ -15,7 +15,7 @@ ConfigError before Ray starts.
 Trials run in other processes and on other nodes, where the job file is not
 importable: the sweep ships each user model *by value* (cloudpickle) in the
 trial spec, which Tune also keeps for a resume, and installs it in the worker
-before the config is read (raylab/sweep/code.py). This module imports neither
+before the config is read (raylab/sweep/user_models.py). This module imports neither
 Ray nor torch: config.py checks model names and options against it.
 """
 from __future__ import annotations
@@ -29,8 +29,11 @@ from typing import Any, Callable
 
 from raylab.errors import ConfigError
 
-# The built-in models (models.py builds each; config.py validates names against these and USER).
-BUILTIN = ("simplenn", "simplenn_dw", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+# The built-in models (models.py builds each; config.py validates names against these and USER),
+# each with the share of a GPU one of its trials takes unless --gpus-per-trial says otherwise.
+# SimpleNN runs ~4 to a GPU (it is input-bound, not FLOP-bound); a ResNet wants a whole GPU.
+BUILTIN = {"simplenn": 0.25, "simplenn_dw": 0.25, "resnet20": 1.0, "resnet32": 1.0, "resnet44": 1.0,
+           "resnet56": 1.0, "resnet110": 1.0}
 STANDARD = ("num_classes", "in_channels", "batchnorm", "activation", "shortcut")
 
 
@@ -38,6 +41,7 @@ STANDARD = ("num_classes", "in_channels", "batchnorm", "activation", "shortcut")
 class UserModel:
     name: str
     builder: Callable[..., Any]
+    gpu: float = 1.0  # its trials' default share of a GPU: a whole one, unless the job file says less
 
     @property
     def parameters(self) -> dict[str, inspect.Parameter]:
@@ -57,13 +61,18 @@ class UserModel:
 
 
 USER: dict[str, UserModel] = {}
-BY_VALUE: set[str] = set()  # modules whose code pickles travel with (sweep/code.py registers them)
+BY_VALUE: set[str] = set()  # modules whose code pickles travel with (sweep/user_models.py registers them)
 
 
-def model(name: str):
-    """Decorator: register a function or nn.Module class as model `name` for this run's trials."""
+def model(name: str, *, gpu: float = 1.0):
+    """Decorator: register a function or nn.Module class as model `name` for this run's trials;
+    `gpu`: the share of a GPU each of its trials takes by default (0.25: four trials to a GPU)."""
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
         raise ConfigError(f"model name {name!r} must be letters, digits, '_' or '-'")
+    number = isinstance(gpu, (int, float)) and not isinstance(gpu, bool)
+    if not (number and 0 < gpu < float("inf") and (gpu <= 1 or float(gpu).is_integer())):
+        raise ConfigError(f"@raylab.model('{name}', gpu={gpu!r}): the GPU share must be a fraction in (0, 1] "
+                          "or a whole number of GPUs")
 
     def register(builder):
         if name in BUILTIN:
@@ -71,7 +80,7 @@ def model(name: str):
         if not callable(builder):
             raise ConfigError(f"@raylab.model('{name}') decorates a function or nn.Module class")
         _by_value(builder)
-        USER[name] = UserModel(name, builder)
+        USER[name] = UserModel(name, builder, float(gpu))
         return builder
 
     return register
@@ -88,6 +97,11 @@ def _by_value(builder) -> None:
     if "site-packages" in origin or module.__name__.split(".")[0] in ("raylab", "torch", "torchvision"):
         return
     BY_VALUE.add(module.__name__)
+
+
+def gpu_share(name: str) -> float:
+    """The share of a GPU a trial of model `name` takes by default."""
+    return BUILTIN[name] if name in BUILTIN else USER[name].gpu if name in USER else 1.0
 
 
 # ------------------------------------------------------------------ options

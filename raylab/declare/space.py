@@ -28,8 +28,7 @@ from typing import Any
 from raylab.errors import ConfigError
 
 KINDS = ("loguniform", "uniform", "choice", "randint")
-SEARCHES = ("random", "optuna")
-_TEXT = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$", re.S)
+_WRITTEN = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$", re.S)
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def as_dist(key: str, value: Any) -> Dist | None:
                           f"not a Tune object ({type(value).__name__})")
     if not isinstance(value, str):
         return None
-    match = _TEXT.match(value)
+    match = _WRITTEN.match(value)
     if not match:
         return None
     kind, body = match.groups()

@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from raylab.declare.claim import Claim, ClaimError
-from raylab.declare.config import HIDDEN_FIELDS, ConfigError, TrialConfig
+from raylab.declare.config import RUN_FIELDS, SCHEDULERS, SEARCHES, ConfigError, TrialConfig
 
-# Short names that read well in legends; booleans appear only when True.
-ALIASES = {"batchnorm": "bn", "weight_decay": "wd", "activation": "", "model": "", "augment": "augment"}
-# Fields that describe how a trial runs, not what it is: never part of a variant's name.
-RUN_FIELDS = {"data", "data_root", "download", "epochs", "seed", "device", "threads", "compile",
-              "eval_batch_size", "hist_bins"} | HIDDEN_FIELDS
+# Short names of fields in variant names, to read well in legends ("" = the value alone);
+# booleans appear only when True.
+SHORT_NAMES = {"batchnorm": "bn", "weight_decay": "wd", "activation": "", "model": "", "augment": "augment"}
 
 
 def variant_name(overrides: dict[str, Any]) -> str:
@@ -33,14 +31,14 @@ def variant_name(overrides: dict[str, Any]) -> str:
         key = key.replace("-", "_")
         if key in RUN_FIELDS:
             continue
-        alias = ALIASES.get(key, key)
+        short = SHORT_NAMES.get(key, key)
         if isinstance(value, bool):
             if value:
-                parts.append(alias or key)
-        elif alias == "":
+                parts.append(short or key)
+        elif short == "":
             parts.append(str(value))
         else:
-            parts.append(f"{alias}={_fmt(value)}")
+            parts.append(f"{short}={_fmt(value)}")
     return "+".join(parts) or "baseline"
 
 
@@ -49,9 +47,9 @@ def sampled_name(base_variant: str, sampled: dict[str, Any]) -> str:
     variant's own name unless that is `baseline` (raylab.declare.space: the values are drawn per trial)."""
     parts = [] if base_variant == "baseline" else [base_variant]
     for key in sorted(sampled):
-        alias, value = ALIASES.get(key, key), sampled[key]
+        short, value = SHORT_NAMES.get(key, key), sampled[key]
         text = f"{value:.3g}" if isinstance(value, float) else str(value)
-        parts.append(f"{alias}={text}" if alias else text)
+        parts.append(f"{short}={text}" if short else text)
     return "".join(c if c.isalnum() or c in "._-+=," else "_" for c in "+".join(parts))
 
 
@@ -88,7 +86,7 @@ class Trial:
     seed: int
     config: TrialConfig
     combined: bool = False  # part of a combine()d sweep: the id names its study
-    aliases: tuple[tuple[str, str], ...] = ()  # (study, variant) pairs with the identical config
+    shared_with: tuple[tuple[str, str], ...] = ()  # (study, variant) pairs of the identical config
 
 
     @property
@@ -98,8 +96,8 @@ class Trial:
         return f"{self.study}.{safe}_s{self.seed}" if self.combined else f"{safe}_s{self.seed}"
 
     def metas(self) -> list[dict[str, str]]:
-        """The result keys this trial's rows are written under: its own, then its aliases'."""
-        names = [(self.study, self.variant), *self.aliases]
+        """The result keys this trial's rows are written under: its own, then those it is shared with."""
+        names = [(self.study, self.variant), *self.shared_with]
         return [{"study": st, "variant": v,
                  "trial_id": Trial(st, v, self.seed, self.config, self.combined).trial_id} for st, v in names]
 
@@ -118,8 +116,8 @@ class Study:
     reported_epochs: int | None = None                     # epochs behind those numbers
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b) drawn side by side: b - a
     num_samples: int = 1  # draws per variant-seed pair where a config value is a distribution (raylab.declare.space)
-    search: str | None = None     # random | optuna; --search beats it (default random)
-    scheduler: str | None = None  # fifo | asha | pbt; --scheduler beats it (default fifo)
+    search: str | None = None     # one of SEARCHES; --search beats it (default: SweepOptions.search)
+    scheduler: str | None = None  # one of SCHEDULERS; --scheduler beats it (default: SweepOptions.scheduler)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
@@ -132,7 +130,7 @@ class Study:
         if not self.variants:
             raise ConfigError(f"study {self.name} has no variants")
         self.claims = [c if c.configs else self._resolve(c) for c in self.claims]
-        for name, allowed in (("search", ("random", "optuna")), ("scheduler", ("fifo", "asha", "pbt"))):
+        for name, allowed in (("search", SEARCHES), ("scheduler", SCHEDULERS)):
             if getattr(self, name) not in (None, *allowed):
                 raise ConfigError(f"study {self.name}: {name} '{getattr(self, name)}' is not one of: {', '.join(allowed)}")
         if not isinstance(self.num_samples, int) or isinstance(self.num_samples, bool) or self.num_samples < 1:
@@ -248,7 +246,7 @@ def _merge_identical(trials: list[Trial]) -> list[Trial]:
         key = t.config.to_json()
         if key in first:
             f = first[key]
-            first[key] = Trial(f.study, f.variant, f.seed, f.config, f.combined, f.aliases + ((t.study, t.variant),))
+            first[key] = dataclasses.replace(f, shared_with=f.shared_with + ((t.study, t.variant),))
         else:
             first[key] = t
     return list(first.values())

@@ -1,8 +1,8 @@
 """The contract's three tables: file names, columns, and rows as Arrow tables.
 
-The lowest layer of the results code: raylab/results/parts.py (the append-only layout)
-and raylab/results/rows.py (config columns, reader, writer; it re-exports all of
-this) both build on it. Imports neither torch nor Ray.
+The one home of every column list: the writers (raylab/results/), the sweep's
+progress table, `raylab train`'s epoch line and `analysis` all read them here.
+Imports neither torch nor Ray.
 """
 from __future__ import annotations
 
@@ -13,10 +13,23 @@ import pyarrow as pa
 METRICS, TRIALS, WEIGHTS = "metrics.parquet", "trials.parquet", "weights.parquet"
 STUDY_JSON = "study.json"  # beside them: the study's declaration, run options and provenance
 KEY_COLUMNS = ["study", "trial_id", "variant", "seed"]
-# What train() measures per epoch; train_images: images trained on that epoch,
-# summed over DDP ranks (the whole split once; 0 for epoch 0, which only evaluates).
-EPOCH_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                 "epoch_seconds", "images_per_second", "train_images"]
+# What train() measures per epoch, in row order (airbench's logging_columns_list): each column,
+# its heading in progress output (Tune's table, `raylab train`'s line; "" = not shown) and its
+# format there. train_images: images trained on that epoch, summed over DDP ranks (the whole
+# split once; 0 for epoch 0, which only evaluates). lr is NaN at epoch 0.
+EPOCH_LOG = (
+    ("epoch", "epoch", ">3"),
+    ("train_loss", "train loss", ".4f"),
+    ("train_acc", "train acc", ".4f"),
+    ("val_loss", "val loss", ".4f"),
+    ("val_acc", "val acc", ".4f"),
+    ("lr", "lr", ".4g"),
+    ("epoch_seconds", "", ""),
+    ("images_per_second", "img/s", ",.0f"),
+    ("train_images", "", ""),
+)
+EPOCH_COLUMNS = [name for name, _, _ in EPOCH_LOG]
+PROGRESS_COLUMNS = {name: heading for name, heading, _ in EPOCH_LOG if heading}  # column -> heading
 METRIC_COLUMNS = KEY_COLUMNS + EPOCH_COLUMNS
 SUMMARY_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc"]  # best_and_final() computes them
 TRIAL_COLUMNS = KEY_COLUMNS + [
@@ -28,7 +41,13 @@ TRIAL_COLUMNS = KEY_COLUMNS + [
 PLACEMENT_COLUMNS = ["node", "device_kind", "device_name", "code_hash"]
 WEIGHT_COLUMNS = KEY_COLUMNS + ["layer", "bin_left", "bin_right", "count"]
 REQUIRED = {METRICS: METRIC_COLUMNS, TRIALS: TRIAL_COLUMNS, WEIGHTS: WEIGHT_COLUMNS}
-_TEXT = {"study", "trial_id", "variant", "status", "error", "layer"}  # the contract's text columns
+TEXT_COLUMNS = {"study", "trial_id", "variant", "status", "error", "layer"}  # the contract's text columns
+# Every other contract column but the key columns is a number (a float in analysis: NaN for missing).
+NUMERIC = {table: [c for c in columns if c not in KEY_COLUMNS and c not in TEXT_COLUMNS]
+           for table, columns in REQUIRED.items()}
+# weights.parquet histograms have bin edges at +-NEAR_ZERO, so the fraction of weights with
+# |w| < NEAR_ZERO (counted as pruned when L1 and L2 are compared) is exact from the rows.
+NEAR_ZERO = 1e-3
 
 
 def arrow_table(rows: list[dict], leading: list[str]) -> pa.Table:
@@ -43,6 +62,11 @@ def arrow_table(rows: list[dict], leading: list[str]) -> pa.Table:
         values = [r.get(name) for r in rows]
         column = pa.array(values, from_pandas=True)
         if pa.types.is_null(column.type) and name in leading:
-            column = column.cast(pa.string() if name in _TEXT else pa.float64())
+            column = column.cast(pa.string() if name in TEXT_COLUMNS else pa.float64())
         columns[name] = column
     return pa.table(columns)
+
+
+def format_epoch(row: dict) -> str:
+    """One epoch's metrics as a line, the columns PROGRESS_COLUMNS names (`raylab train` prints it)."""
+    return "  ".join(f"{heading} {row[name]:{fmt}}" for name, heading, fmt in EPOCH_LOG if heading)

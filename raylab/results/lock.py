@@ -35,7 +35,7 @@ import uuid
 
 from raylab.errors import LockError, StorageError
 from raylab.results.conditional import Conflict, conditional_object
-from raylab.results.storage import check_writable, delete_file, is_uri, join, resolve_fs, write_bytes
+from raylab.results.storage import check_writable, delete_file, is_uri, join, read_json, write_bytes
 
 LEASE = ".lease.json"
 HEARTBEAT_S = 10.0
@@ -163,10 +163,8 @@ def _parse(body: bytes) -> dict:
 
 
 def read_lease(path: str) -> dict | None:
-    fs, p = resolve_fs(path)
     try:
-        with fs.open_input_stream(p) as fh:
-            return json.loads(fh.read().decode())
+        return read_json(path)
     except (FileNotFoundError, ValueError):
         return None
     except OSError as exc:  # pyarrow's S3 reports a missing key as OSError on some versions

@@ -128,16 +128,24 @@ def read_resolved(root: str, table: str) -> "pd.DataFrame | None":
     """The table as every reader must see it: compacted file + live parts, one row per key,
     sorted by key. None when the study has neither."""
     kept: dict[str, pa.Table] = {}  # a committed part's name is never reused: read it once across retries
-    for attempt in range(_READ_TRIES):
+
+    def read() -> list[pa.Table]:
         parts = snapshot(root, table)  # first: see the module docstring
+        return [_read_part(fs, p, kept) for fs, p in _sources(root, table, parts)]
+
+    sources = _listing_again(read)
+    return latest.resolve(table, sources).to_pandas() if sources else None
+
+
+def _listing_again(attempt):
+    """attempt(), which lists parts and then opens them, again while a concurrent merge or
+    compaction removes a part after it was listed (FileNotFoundError), _READ_TRIES times at most."""
+    for tries_left in reversed(range(_READ_TRIES)):
         try:
-            sources = [_read_part(fs, p, kept) for fs, p in _sources(root, table, parts)]
+            return attempt()
         except FileNotFoundError:
-            if attempt == _READ_TRIES - 1:
+            if not tries_left:
                 raise
-            continue  # a merge or compaction removed a part after we listed it
-        return latest.resolve(table, sources).to_pandas() if sources else None
-    return None
 
 
 def _sources(root: str, table: str, parts: list[Part]) -> list[tuple[pafs.FileSystem, str]]:
@@ -274,14 +282,8 @@ def compact(root: str, drop_after: dict[str, int] | None = None) -> bool:
             done[table] = parts  # all in the compacted file already: a killed compaction's leftovers
             continue
         last = max([through, *(q.last for q in parts)])
-        for attempt in range(_READ_TRIES):
-            try:
-                merge_files(table, _sources(root, table, snapshot(root, table)), S.join(root, table),
-                            {THROUGH: str(last).encode()}, drop_after if dropping else None)
-                break
-            except FileNotFoundError:
-                if attempt == _READ_TRIES - 1:
-                    raise
+        _listing_again(lambda: merge_files(table, _sources(root, table, snapshot(root, table)), S.join(root, table),
+                                           {THROUGH: str(last).encode()}, drop_after if dropping else None))
         done[table] = parts
     for table, parts in done.items():  # only once every table holds its parts
         _delete(root, table, parts)

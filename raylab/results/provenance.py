@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from raylab.results.contract import PLACEMENT_COLUMNS, STUDY_JSON
+from raylab.results.contract import PLACEMENT_COLUMNS, STUDY_JSON, TRIALS
 from raylab.results.storage import exists, join, read_json
 
 PACKAGES = ("torch", "torchvision", "ray", "pyarrow", "numpy")  # what a trial's numbers depend on
@@ -122,9 +122,12 @@ def content_hash(arrays: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ described
-def status_lines(study_dir: str, trials: pd.DataFrame) -> list[str]:
+def status_lines(study_dir: str) -> list[str]:
     """`raylab status`'s block: the section, then the warnings; a study.json that cannot be read
     counts as none (status reports progress, and says so)."""
+    from raylab.results.reader import read_table
+
+    trials = read_table(study_dir, TRIALS, required=False)
     try:
         meta = read_json(join(study_dir, STUDY_JSON)) if exists(join(study_dir, STUDY_JSON)) else {}
     except (OSError, ValueError):

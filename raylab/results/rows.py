@@ -65,6 +65,11 @@ def trial_record(meta: dict, config: dict, **values: Any) -> dict:
     return {**meta, "seed": config["seed"], **values, **config_columns(config)}
 
 
+def count(value: Any) -> int:
+    """A trials row's count (epochs_run, restarts): missing or NaN (not reported yet) reads as 0."""
+    return int(value) if value is not None and value == value else 0
+
+
 def running_best(previous: dict | None, result: dict) -> dict:
     """best / final val acc of a running trial, kept up to date from its reports so far
     (the driver holds no epoch rows: readers take these as written)."""

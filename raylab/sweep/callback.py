@@ -10,8 +10,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raylab.results import (EPOCH_COLUMNS, PLACEMENT_COLUMNS, SUMMARY_COLUMNS, StudyWriter, epoch_record,
-                            running_best, trial_record, weight_records)
+from raylab.results import (EPOCH_COLUMNS, PLACEMENT_COLUMNS, SUMMARY_COLUMNS, StorageError, StudyWriter,
+                            epoch_record, running_best, trial_record, weight_records)
+from raylab.results.rows import count
 from raylab.sweep.spec import resolve_spec
 
 
@@ -29,6 +30,7 @@ class ParquetCallback(Callback):
         self.study_dir = study_dir
         self.flush_seconds = flush_seconds
         self.writer: StudyWriter | None = None
+        self.failed: StorageError | None = None  # the write that met a full or read-only folder
         self._last_flush = 0.0
 
     def __getstate__(self) -> dict:
@@ -43,15 +45,19 @@ class ParquetCallback(Callback):
     def get_state(self) -> None:
         # Tune calls this when it writes its experiment state (which trials exist
         # and which are done): flushing here keeps the Parquet files at least as
-        # far along as what a resume will believe.
+        # far along as what a resume will believe; raising keeps Tune from saving it.
         self._flush(force=True)
+        self._raise_if_failed()
         return None
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        self._raise_if_failed()  # a write failed last step: end the sweep here (see _flush)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         config = _spec(trial)["trial"]
         for meta in _metas(trial):
             row = self.writer.trials.get(meta["trial_id"])
-            restarts = 0 if row is None else _int(row.get("restarts")) + 1
+            restarts = 0 if row is None else count(row.get("restarts")) + 1
             self.writer.set_trial(trial_record(meta, config, status="running", restarts=restarts))
         self._flush(force=True)
 
@@ -72,7 +78,7 @@ class ParquetCallback(Callback):
                     epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None, **where))
                 self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
             else:
-                so_far = _so_far(self.writer.trials.get(meta["trial_id"]), [*history, result])
+                so_far = _summary_after(self.writer.trials.get(meta["trial_id"]), [*history, result])
                 self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(result["epoch"]),
                                                    wall_seconds=result.get("time_total_s"), **so_far, **where))
         # No forced flush at a trial's end: Tune saves its experiment state only after
@@ -95,27 +101,32 @@ class ParquetCallback(Callback):
         self._flush(force=True)
 
     def on_experiment_end(self, trials, **info) -> None:
+        self._raise_if_failed()  # a full or read-only folder: no compaction to try
         for trial in trials:  # stopped early by a scheduler (ASHA): no final report came
             for meta in _metas(trial):
                 row = self.writer.trials.get(meta["trial_id"])
                 if row and row.get("status") == "running" and trial.status == "TERMINATED":
-                    # its best / final so far are in the row already (_so_far)
+                    # its best / final so far are in the row already (_summary_after)
                     self.writer.set_trial({"trial_id": meta["trial_id"], "status": "stopped"})
         self.writer.close()  # the sweep's parts merged into the three files
 
     def _flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._last_flush >= self.flush_seconds:
-            self.writer.flush()
+        if self.failed is None and (force or now - self._last_flush >= self.flush_seconds):
+            try:
+                self.writer.flush()
+            except StorageError as exc:
+                # Raised inside a trial event, Tune would wrap it in a TuneError with a traceback;
+                # kept, it ends the sweep at the next step as raylab's one line (exit 2).
+                self.failed = exc
             self._last_flush = now
 
+    def _raise_if_failed(self) -> None:
+        if self.failed is not None:
+            raise self.failed
 
-def _int(value) -> int:
-    """Missing or NaN reads as 0."""
-    return int(value) if value is not None and value == value else 0
 
-
-def _so_far(previous: dict | None, rows: list[dict]) -> dict:
+def _summary_after(previous: dict | None, rows: list[dict]) -> dict:
     """best / final val acc of a running trial after `rows` (a restored trial's first
     report replays its checkpoint's history from epoch 0, then the new epoch)."""
     row = dict(previous or {})
@@ -131,4 +142,4 @@ def _spec(trial) -> dict:
 
 def _metas(trial) -> list[dict]:
     spec = _spec(trial)
-    return [spec["meta"], *spec.get("aliases", [])]
+    return [spec["meta"], *spec.get("shared_with", [])]

@@ -11,6 +11,7 @@ three contract tables.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import asdict
@@ -18,16 +19,18 @@ from dataclasses import asdict
 from raylab.train.checkpoints import checkpoint_path
 from raylab.declare.config import ConfigError, SweepOptions
 from raylab.errors import ClusterError, LockError
+from raylab.results.contract import PROGRESS_COLUMNS
 from raylab.results.storage import absolute, exists, join, read_json, resolve_fs, write_json
 from raylab.declare.study import Study
 from raylab.results.contract import STUDY_JSON
 from raylab.results.lock import lock_folder
 from raylab.results.provenance import record
-from raylab.sweep import code, searcher
+from raylab.sweep import searcher, user_models
 from raylab.sweep.callback import ParquetCallback
 from raylab.sweep.node_wait import sized_cluster
 from raylab.sweep.resources import DDP_DRIVER_CPU, default_resources
 from raylab.sweep.shared_data import data_key, data_sources, put_shared_data
+from raylab.sweep.storage_noise import hush_storage_faults
 from raylab.sweep.trainable import raylab_trial
 
 TUNE_DIR = "tune"  # Tune's own experiment folder inside the study folder
@@ -54,12 +57,11 @@ def run_study(study: Study, opts: SweepOptions):
     tune_config = _tune_config(opts, max(t.config.epochs for t in trials), search_alg=algo,
                                num_samples=study.num_samples if space else 1, space=space)
     run_config = _run_config(root, opts, space, study.name)
-    lock = lock_folder(root)  # before anything is written: a second driver must not touch the folder
-    try:
+    with contextlib.closing(lock_folder(root)):  # before anything is written: a second driver must not touch it
         _refuse_existing_sweep(root)  # again: a driver that started with us may have finished first
         sources = data_sources([t.config for t in trials])
         refs = put_shared_data(sources)
-        code.check_user_models(trials, refs)  # a job file's model that returns no logits: refused first
+        user_models.check_user_models(trials, refs)  # a job file's model that returns no logits: refused first
         write_json(join(root, STUDY_JSON), {**study.describe(), "options": asdict(opts), "data_sources": sources,
                                             "provenance": _provenance(sources, refs)})
         tuner = tune.Tuner(
@@ -69,8 +71,6 @@ def run_study(study: Study, opts: SweepOptions):
             run_config=run_config,
         )
         return tuner.fit()
-    finally:
-        lock.close()
 
 
 def _provenance(sources: list[dict], refs: dict) -> dict:
@@ -98,15 +98,12 @@ def resume_study(path: str, opts: SweepOptions | None = None):
     saved = SweepOptions(**{k: v for k, v in meta["options"].items() if k in SweepOptions.__dataclass_fields__})
     if opts is not None:  # where to connect can change between runs; what to train cannot
         saved.address, saved.num_cpus, saved.verbose = opts.address, opts.num_cpus, opts.verbose
-    lock = lock_folder(root)
-    try:
+    with contextlib.closing(lock_folder(root)):
         connect(saved)
         from ray import tune
         tuner = tune.Tuner.restore(join(root, TUNE_DIR), trainable=_trainable(meta["data_sources"]),
                                    resume_unfinished=True, resume_errored=True)
         return tuner.fit()
-    finally:
-        lock.close()
 
 
 def _refuse_older_layout(root: str) -> None:
@@ -133,10 +130,10 @@ def _spec(trial, opts: SweepOptions, cluster: dict, root: str) -> dict:
     """Everything a trial needs, as plain data: it is what Tune stores and restores."""
     res = default_resources(trial.config, opts, cluster)
     metas = trial.metas()
-    return {"meta": metas[0], "aliases": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
+    return {"meta": metas[0], "shared_with": metas[1:], "trial": trial.config.to_dict(), "workers": opts.workers,
             "root": root,  # a sampled trial's checkpoint path is made from its name there (sweep/spec.py)
             "pbt": opts.scheduler == "pbt",  # report checkpoints to Tune for PBT to clone (sweep/pbt.py)
-            "code": code.pack({trial.config.model}),  # a job file's model, by value (sweep/code.py)
+            "code": user_models.pack({trial.config.model}),  # a job file's model, by value (sweep/user_models.py)
             "cpu": res["CPU"], "gpu": res["GPU"], "ddp_storage": join(root, "ddp"),
             "checkpoint": checkpoint_path(root, metas[0]["trial_id"])}
 
@@ -199,8 +196,7 @@ def _run_config(root: str, opts: SweepOptions, space: dict | None = None, study:
     reporter = tune.CLIReporter(
         parameter_columns={"spec/meta/variant": "variant", "spec/trial/seed": "seed",
                            **{f"sampled/{k}": k for k in space or {}}},
-        metric_columns={"epoch": "epoch", "train_loss": "train loss", "val_loss": "val loss",
-                        "val_acc": "val acc", "images_per_second": "img/s"},
+        metric_columns=PROGRESS_COLUMNS,
         max_report_frequency=15, sort_by_metric=False)
     return tune.RunConfig(
         name=TUNE_DIR, storage_path=root, verbose=opts.verbose, progress_reporter=reporter,
@@ -217,6 +213,7 @@ def connect(opts: SweepOptions) -> None:
     """Join the cluster that --address or RAY_ADDRESS names, else start a local Ray of our own."""
     import ray
     _tune_env()
+    hush_storage_faults()  # a full or read-only folder mid-sweep: raylab's one line, not Tune's too
     if ray.is_initialized():
         return
     if opts.address and opts.address != "auto":

@@ -14,6 +14,7 @@ import logging
 from ray.tune.logger import TBXLoggerCallback
 
 from raylab.errors import ConfigError
+from raylab.results.storage import is_uri
 from raylab.sweep.spec import resolve_spec
 
 SKIP = ("history", "weights", "final", "restarts")  # lists of dicts and bookkeeping, not curves
@@ -87,7 +88,7 @@ def mlflow_callback(root: str, study: str, tracking_uri: str | None = None):
             metrics = {k: v for k, v in row.items() if k not in SKIP and isinstance(v, (int, float))}
             self.mlflow_util.log_metrics(run_id=run_id, metrics_to_log=metrics, step=int(row["epoch"]))
 
-    uri = tracking_uri or ("sqlite:///" + root.rstrip("/") + "/mlflow.db" if "://" not in root else None)
+    uri = tracking_uri or ("sqlite:///" + root.rstrip("/") + "/mlflow.db" if not is_uri(root) else None)
     if uri is None:
         raise ConfigError("--log mlflow with a remote --storage needs --mlflow-uri (a tracking server)")
     return RaylabMLflow(tracking_uri=uri, experiment_name=study)

@@ -2,25 +2,24 @@
 from __future__ import annotations
 
 from raylab.declare.config import ConfigError, SweepOptions, TrialConfig, check_gpu_share
+from raylab.declare.registry import gpu_share
 from raylab.errors import ClusterError
 
 DDP_DRIVER_CPU = 0.001  # a DDP trial only waits on its Train workers; Ray needs some resource
 
 
 def default_resources(cfg: TrialConfig, opts: SweepOptions, cluster: dict[str, float]) -> dict[str, float]:
-    """A slice of a machine per trial: small models share a GPU, big ones get one each.
-
-    SimpleNN runs ~4 to a GPU (it is input-bound, not FLOP-bound); a ResNet
-    or a DDP worker wants a whole GPU. On a CPU-only cluster each trial (or
-    worker) takes one CPU so that trials, not threads, fill the cores: on this
-    project's 2-core machine two 1-thread trials beat one 2-thread run 1.3-1.9x
-    (bench/sweep.py).
+    """A slice of a machine per trial: the model's share of a GPU (the model table,
+    raylab/declare/registry.py: SimpleNN a quarter, a ResNet a whole one); a DDP
+    worker takes a whole GPU. On a CPU-only cluster each trial (or worker) takes
+    one CPU so that trials, not threads, fill the cores: on this project's 2-core
+    machine two 1-thread trials beat one 2-thread run 1.3-1.9x (bench/sweep.py).
     """
     has_gpu = cluster.get("GPU", 0) > 0 and cfg.device != "cpu"
     gpu = opts.gpus_per_trial
     if gpu is None:
-        small = cfg.model == "simplenn" and opts.workers == 1  # DDP workers need whole GPUs
-        gpu = (0.25 if small else 1.0) if has_gpu else 0.0
+        share = gpu_share(cfg.model) if opts.workers == 1 else 1.0  # DDP workers need whole GPUs
+        gpu = share if has_gpu else 0.0
     cpu = opts.cpus_per_trial if opts.cpus_per_trial is not None else (2.0 if gpu >= 1 else 1.0)
     return {"CPU": cpu, "GPU": gpu}
 

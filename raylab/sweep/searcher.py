@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from ray import tune
 
+from raylab.declare.config import SEARCHES
+from raylab.declare.space import Dist
 from raylab.errors import ConfigError
-from raylab.declare.space import SEARCHES, Dist
 from raylab.declare.study import sampled_name
 
 

@@ -27,5 +27,5 @@ def resolve_spec(config: dict, name: str | None = None) -> dict:
     if match is None:
         raise ValueError(f"sampled trial name {name!r} is not VARIANT_sSEED_nNUMBER")
     meta = {**spec["meta"], "variant": match.group(1), "trial_id": name}
-    return {**spec, "trial": {**spec["trial"], **sampled}, "meta": meta, "aliases": [],
+    return {**spec, "trial": {**spec["trial"], **sampled}, "meta": meta, "shared_with": [],
             "checkpoint": checkpoint_path(spec["root"], name)}

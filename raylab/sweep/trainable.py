@@ -19,7 +19,7 @@ def raylab_trial(config: dict, data_refs: dict | None = None) -> None:
     from ray import tune
 
     from raylab.sweep.spec import resolve_spec
-    from raylab.sweep.code import install
+    from raylab.sweep.user_models import install
 
     install(config["spec"].get("code"))  # a job file's model, shipped by value: the worker cannot import it
     run_trial(resolve_spec(config, tune.get_context().get_trial_name()), data_refs)
@@ -116,7 +116,7 @@ def _run_ddp_trial(spec: dict, data_ref) -> None:
 def _ddp_worker(loop_config: dict) -> None:
     import ray.train
 
-    from raylab.sweep.code import install
+    from raylab.sweep.user_models import install
 
     install(loop_config.get("code"))  # a job file's model: registered before the config is read
     cfg = TrialConfig.from_dict(loop_config["trial"])

@@ -2,7 +2,7 @@
 
 One file per trial, `<study>/checkpoints/<trial_id>.pt`, holding the last
 finished epoch: model, optimiser, epoch, history and every RNG state. `build`
-makes it (train.py calls it through the report's `checkpoint()`), `TrialFile`
+makes it (raylab/train/loop.py calls it through the report's `checkpoint()`), `TrialFile`
 writes it after each epoch and finds it whenever a trial starts, whoever
 restarts it (Tune after a crashed trial or a lost node, `raylab resume` after a
 killed driver, `raylab train --resume`), and `restore` puts it back into a

@@ -14,12 +14,13 @@ sums, so every rank reports the same numbers.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,17 +28,18 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from raylab.train import checkpoints
 from raylab.data.batches import eval_batches, train_batches
-from raylab.declare.config import ConfigError, TrialConfig
 from raylab.data.sources import Dataset, holdout_split, load_dataset
-from raylab.data.datasets import with_stats
-from raylab.train.faults import InjectedFault, fault_point
-from raylab.train.models import build_model
+from raylab.data.stats import with_stats
+from raylab.declare.config import ConfigError, TrialConfig
 from raylab.declare.registry import check_logits
 from raylab.results import best_and_final, epoch_row
-from raylab.train.schedule import lr_at
+from raylab.results.contract import NEAR_ZERO, format_epoch
+from raylab.train import checkpoints
+from raylab.train.faults import InjectedFault, fault_point
 from raylab.train.model_summary import model_summary
+from raylab.train.models import build_model
+from raylab.train.schedule import lr_at
 
 EPOCH0_TRAIN_IMAGES = 10_000
 Report = Callable[[dict, Callable[[], dict]], None]
@@ -183,10 +185,8 @@ def _train_epoch(cfg: TrialConfig, epoch: int, net, model, optimizer, split, gen
     for step, (xb, yb) in enumerate(_progress(batches, steps, f"epoch {epoch}/{cfg.epochs}", show)):
         if step == steps // 2:
             fault_point("train", epoch)
-        if device.type == "cuda":
-            xb = xb.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
-            logits = net(xb)
+            logits = _forward(net, xb, device)
             loss = F.cross_entropy(logits, yb)
         objective = loss + l1_penalty(cfg.l1, regularized) if cfg.l1 else loss
         optimizer.zero_grad(set_to_none=True)
@@ -220,17 +220,12 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrialConfig,
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for xb, yb in eval_batches(x, y, cfg.eval_batch_size, mean=cfg.mean, std=cfg.std):
-        if device.type == "cuda":
-            xb = xb.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
-            logits = net(xb)
+            logits = _forward(net, xb, device)
         loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").double()
         correct += (logits.argmax(1) == yb).sum()
     totals = _all_reduce(torch.stack([loss_sum, correct.double(), torch.tensor(float(len(y)), device=device, dtype=torch.float64)]), world)
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
-
-
-NEAR_ZERO = 1e-3  # |w| below this counts as pruned in the L1 vs L2 comparison (course report, Lab 2)
 
 
 def histogram_rows(model: nn.Module, bins: int) -> list[dict]:
@@ -273,15 +268,14 @@ def _distributed() -> bool:
 
 def _autocast(device: torch.device):
     # bf16 on GPUs: no loss scaling needed; on the CPU autocast slows small convs down.
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _Null()
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+def _forward(net: nn.Module, xb: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The logits of a batch; on CUDA in channels-last layout, as the model was moved (_model)."""
+    if device.type == "cuda":
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    return net(xb)
 
 
 def _regularized(cfg: TrialConfig, model: nn.Module) -> list[nn.Parameter]:
@@ -306,13 +300,6 @@ def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
     if world > 1:
         dist.all_reduce(t)
     return t
-
-
-def format_epoch(row: dict) -> str:
-    """The one-line summary `raylab train` prints per epoch."""
-    return (f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.4g}  "
-            f"{row['images_per_second']:,.0f} img/s")
 
 
 def _progress(batches, total: int, desc: str, show: bool):

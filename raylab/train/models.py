@@ -59,11 +59,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raylab.declare import config
+from raylab.declare.config import ACTIVATIONS, SHORTCUTS
+from raylab.declare.registry import BUILTIN, USER
 from raylab.train.model_summary import model_summary
-from raylab.declare.registry import USER
 
-SHORTCUTS = config.SHORTCUTS
+
+def check_shortcut(shortcut: str) -> None:
+    """The one check of `shortcut` for every built-in model (each factory calls it), so a typo
+    fails before anything is built, even for SimpleNN, which has no residual to use it on."""
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}")
 
 
 # ----------------------------------------------------------------------------
@@ -85,15 +90,15 @@ _ACTIVATION_FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
 }
-# The names are config.py's (what a config may say); a name without a factory fails at import.
-ACTIVATIONS = {name: _ACTIVATION_FACTORIES[name] for name in config.ACTIVATIONS}
+# One factory per name config.py allows (what a config may say); a name without one fails at import.
+_FACTORY = {name: _ACTIVATION_FACTORIES[name] for name in ACTIVATIONS}
 
 
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module; ValueError naming the choices for an unknown name."""
-    if name not in ACTIVATIONS:
+    if name not in _FACTORY:
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+    return _FACTORY[name]()
 
 
 # ----------------------------------------------------------------------------
@@ -179,13 +184,11 @@ class BasicBlock(nn.Module):
             self.shortcut: nn.Module = nn.Identity()
         elif shortcut == "A":
             self.shortcut = PadShortcut(planes - in_planes, stride)
-        elif shortcut == "B":  # projection only where the shape changes, as in the paper
+        else:  # B (ResNet checked it): a projection only where the shape changes, as in the paper
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes),
             )
-        else:
-            raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
@@ -212,8 +215,7 @@ class ResNet(nn.Module):
     def __init__(self, n: int, num_classes: int = 10, in_channels: int = 3,
                  activation: str = "relu", shortcut: str = "A", batchnorm: bool = True):
         super().__init__()
-        if shortcut not in SHORTCUTS:  # fail before building anything
-            raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}")
+        check_shortcut(shortcut)
         self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.act1 = make_activation(activation)
@@ -254,33 +256,31 @@ def resnet110(**kw) -> ResNet: return ResNet(18, **kw)
 
 def simplenn(*, shortcut: str = "A", **kw) -> SimpleNN:
     """SimpleNN with the registry's keywords; `shortcut` is meaningless without residuals."""
+    check_shortcut(shortcut)
     return SimpleNN(**kw)
 
 
 def simplenn_dw(*, shortcut: str = "A", **kw) -> SimpleNN:
     """SimpleNN with depthwise-separable convolutions (the course report's MACs question)."""
+    check_shortcut(shortcut)
     return SimpleNN(depthwise=True, **kw)
 
 
 # ----------------------------------------------------------------------------
 # Registry: built-in names (raylab.declare.registry.BUILTIN) and a job file's own (registry.USER)
 
-MODELS: dict[str, Callable[..., nn.Module]] = {name: globals()[name] for name in config.MODELS}
+MODELS: dict[str, Callable[..., nn.Module]] = {name: globals()[name] for name in BUILTIN}
 
 
 def build_model(name: str, *, num_classes: int = 10, in_channels: int = 3, batchnorm: bool = False,
                 activation: str = "relu", shortcut: str = "A", options: dict | None = None) -> nn.Module:
     """The model registered as `name` (a job file's own gets `options`: raylab.declare.registry);
-    ValueError naming the choices for any unknown option."""
+    ValueError naming the choices for any unknown option (the factories and make_activation check them)."""
     if name in USER:
         return USER[name].build(options or {}, num_classes=num_classes, in_channels=in_channels,
                                 batchnorm=batchnorm, activation=activation, shortcut=shortcut)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-    if shortcut not in SHORTCUTS:  # checked for every model, so a typo never passes silently
-        raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}")
     return MODELS[name](num_classes=num_classes, in_channels=in_channels,
                         batchnorm=batchnorm, activation=activation, shortcut=shortcut)
 

@@ -14,12 +14,12 @@ from raylab.declare.config import TrialConfig
 from raylab.errors import CheckpointError, UsageError
 from raylab.train.faults import InjectedFault
 from raylab.data.sources import load_dataset
-from raylab.results import (STUDY_JSON, StudyWriter, epoch_record, exists, join, running_best, trial_record,
-                            weight_records)
+from raylab.results import (STUDY_JSON, StudyWriter, epoch_record, exists, format_epoch, join, running_best,
+                            trial_record, weight_records)
 from raylab.results.provenance import record
 from raylab.results.storage import check_writable, write_json
 from raylab.declare.study import Trial, variant_name
-from raylab.train.loop import format_epoch, train
+from raylab.train.loop import train
 from raylab.train.placement import placement
 
 

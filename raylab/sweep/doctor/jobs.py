@@ -85,7 +85,7 @@ def gpu_problems(cfg: TrialConfig, share: float, workers: int, holders: list[Nod
     """One step measured on one node of each GPU kind, holding the trial's share of it."""
     import ray
 
-    from raylab.sweep.code import pack
+    from raylab.sweep.user_models import pack
 
     out: list[Problem] = []
     kinds: dict[tuple, list[Node]] = {}

@@ -67,7 +67,7 @@ def gpu_step(trial: dict, code: bytes | None, shape: tuple[int, ...], classes: i
     """In a Ray task holding the trial's GPU share: {"peak", "total", "free", "oom", "name"} in bytes."""
     import torch
 
-    from raylab.sweep.code import install
+    from raylab.sweep.user_models import install
     from raylab.train.loop import train
 
     install(code)  # a job file's model, shipped by value as for a trial

@@ -1,4 +1,4 @@
-"""Per-variant summaries over seeds, the ranking of variants, and Markdown tables.
+"""Per-variant statistics over seeds: the variant table, the ranking of variants, Markdown.
 
     table = summarize(study)          # one row per (study, variant)
     r = rank(table)                   # r.order, r.safe, r.note
@@ -21,27 +21,28 @@ import pandas as pd
 
 from raylab.results import config_column
 
-from .load import Study, swept_fields
+from .load import StudyResults, swept_fields
 from .order import variant_order
 from .outcome import DID_NOT_LEARN, did_not_learn
 
-SUMMARY_COLUMNS = [
+# summarize()'s columns (one per swept field goes after `variant`): statistics over a variant's seeds
+TABLE_COLUMNS = [
     "study", "variant", "n_seeds", "best_val_acc_mean", "best_val_acc_std",
     "final_val_acc_mean", "final_val_acc_std", "best_epoch_mean", "epochs_run_max",
     "diverged", "failed", "running", "did_not_learn",
 ]
 
 
-def summarize(data: Study | pd.DataFrame, swept: list[str] | None = None) -> pd.DataFrame:
-    """One row per (study, variant): columns SUMMARY_COLUMNS plus one per swept field.
+def summarize(data: StudyResults | pd.DataFrame, swept: list[str] | None = None) -> pd.DataFrame:
+    """One row per (study, variant): columns TABLE_COLUMNS plus one per swept field.
 
-    `data` is a Study or its trials DataFrame; `swept` defaults to the study's
+    `data` is a StudyResults or its trials DataFrame; `swept` defaults to the study's
     swept fields (study.json or inferred) and adds their values as columns
     named after the field (`lr`, `weight_decay`), placed after `variant`.
     """
-    trials = data.trials if isinstance(data, Study) else data
+    trials = data.trials if isinstance(data, StudyResults) else data
     if swept is None:
-        swept = data.swept if isinstance(data, Study) else swept_fields(trials)
+        swept = data.swept if isinstance(data, StudyResults) else swept_fields(trials)
     rows = []
     for (study, variant), g in trials.groupby(["study", "variant"], sort=False, dropna=False):
         status = g["status"].astype(str)
@@ -62,8 +63,8 @@ def summarize(data: Study | pd.DataFrame, swept: list[str] | None = None) -> pd.
             col = config_column(name)
             row[name] = g[col].iloc[0] if col in g.columns else None
         rows.append(row)
-    out = pd.DataFrame(rows, columns=["study", "variant", *swept, *SUMMARY_COLUMNS[2:]])
-    for col in SUMMARY_COLUMNS[2:]:
+    out = pd.DataFrame(rows, columns=["study", "variant", *swept, *TABLE_COLUMNS[2:]])
+    for col in TABLE_COLUMNS[2:]:
         out[col] = pd.to_numeric(out[col])
     return _sort(out, trials, swept)
 
@@ -154,7 +155,7 @@ def to_markdown(summary: pd.DataFrame, reported: Mapping[str, float] | None = No
     how the trials ended: "learned", or counts of diverged / did not learn /
     running / failed. Numbers are right-aligned, text (names, booleans) left.
     """
-    swept = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
+    swept = [c for c in summary.columns if c not in TABLE_COLUMNS]
     multi = summary["study"].nunique() > 1
     header = (["study"] if multi else []) + ["variant", *swept, "seeds", "best val acc",
                                              "final val acc", "best epoch"]

@@ -1,4 +1,4 @@
-"""A job file's own models (raylab/declare/registry.py), shipped to trials and checked before they run.
+"""A job file's own models (raylab/declare/registry.py), shipped to trials by value and checked before they run.
 
 Trials run in other processes and on other nodes, where the job file is not
 importable: the driver pickles each user model *by value* into the trial spec
@@ -40,7 +40,8 @@ def check_user_models(trials, refs: dict) -> None:
     so a model that returns no logits is refused in one line before a trial runs."""
     import ray
 
-    from raylab.train.models import build_model, model_summary
+    from raylab.train.model_summary import model_summary
+    from raylab.train.models import build_model
 
     seen = set()
     for t in trials:
