@@ -188,7 +188,7 @@ def _claims_section(studies: Sequence[StudyResults]) -> list[str]:
             "as observed.", "", *claims.to_markdown(verdicts), ""]
 
 
-def _across_folders(studies: Sequence[Study]) -> list[str]:
+def _across_folders(studies: Sequence[StudyResults]) -> list[str]:
     """Claims and readers compare variants from different folders too: say where those differ."""
     if len(studies) < 2:
         return []

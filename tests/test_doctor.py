@@ -7,15 +7,13 @@ imports another raylab tree (its raylet's PYTHONPATH names an edited copy): doct
 node, and `raylab run` is refused before anything is written. The launcher cluster
 (tests/test_launcher.py) runs the same faults on a worker reached over ssh.
 """
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import raylab_cmd
+from conftest import assert_one_line_error, child_env, job_file, ray_cluster, raylab
 from raylab.sweep.doctor import checks
 from raylab.sweep.doctor.step_memory import cpu_step, step_config
 
@@ -77,24 +75,20 @@ def test_the_counted_cpu_step_grows_with_the_batch_and_the_model():
 
 
 # ------------------------------------------------------------------ local Ray
-def _raylab(*args, env=None, cwd=ROOT, timeout=600):
-    return subprocess.run(raylab_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
-
-
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_one_node_form_on_local_ray(tmp_path):
     store = tmp_path / "store"
-    ok = _raylab("doctor", "--num-cpus", "2", "--storage", store)
+    ok = raylab("doctor", "--num-cpus", "2", "--storage", store, timeout=600)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     rows = [line for line in ok.stdout.splitlines() if "(head)" in line]
     assert len(rows) == 1 and rows[0].split()[-1] == "ok" and "all checks pass" in ok.stdout, ok.stdout
     assert not store.exists()  # the probe folder, and the storage folder it made, are gone
 
-    big = _raylab("doctor", "--num-cpus", "2", "--storage", store, ROOT / "jobs" / "quickstart.py",
-                  "--data", "synthetic:200", "--data-root", tmp_path / "data", "--set", "batch_size=1000000")
+    big = raylab("doctor", "--num-cpus", "2", "--storage", store, ROOT / "jobs" / "quickstart.py",
+                 "--data", "synthetic:200", "--data-root", tmp_path / "data", "--set", "batch_size=1000000",
+                 timeout=600)
     assert big.returncode == 2, big.stdout + big.stderr
     [line] = [line for line in big.stdout.splitlines() if line.startswith("problem:")]
     node = rows[0].split()[0]
@@ -103,7 +97,7 @@ def test_one_node_form_on_local_ray(tmp_path):
 
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    bad = _raylab("doctor", "--num-cpus", "2", "--storage", blocked / "results")
+    bad = raylab("doctor", "--num-cpus", "2", "--storage", blocked / "results", timeout=600)
     assert bad.returncode == 2 and f"problem: the driver cannot write under {blocked}/results" in bad.stdout
 
 
@@ -113,32 +107,27 @@ def test_one_node_form_on_local_ray(tmp_path):
 def test_a_node_running_other_code_is_named_and_run_is_refused(tmp_path):
     """Node B's raylet (and so its workers) imports an edited copy of raylab: a node where someone
     changed a file and did not `ray up` again."""
-    from ray.cluster_utils import Cluster
-
     copy = tmp_path / "node-b-code"
     shutil.copytree(ROOT / "raylab", copy / "raylab", ignore=shutil.ignore_patterns("__pycache__"))
     with open(copy / "raylab" / "errors.py", "a") as fh:
         fh.write("# edited on node B only\n")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    try:
-        b = cluster.add_node(num_cpus=1, env_vars={"PYTHONPATH": str(copy)})
+    job = job_file(tmp_path, """
+        from raylab import Study, grid
+        STUDY = Study('refused', grid(lr=[0.1]), dict(data='synthetic:200', epochs=1))
+    """)
+    with ray_cluster({"num_cpus": 1}, {"num_cpus": 1, "env_vars": {"PYTHONPATH": str(copy)}}) as cluster:
+        [b] = [node for node in cluster.list_all_nodes() if not node.head]
         # From a folder without raylab in it: Ray puts the driver's folder first on its workers' path.
-        env, cwd = {"RAY_ADDRESS": cluster.address}, tmp_path
-        found = _raylab("doctor", "--storage", tmp_path / "store", env=env, cwd=cwd)
-        job = tmp_path / "job.py"
-        job.write_text("from raylab import Study, grid\n"
-                       "STUDY = Study('refused', grid(lr=[0.1]), dict(data='synthetic:200', epochs=1))\n")
-        run = _raylab("run", job, "--storage", tmp_path / "res", "--data-root", tmp_path / "data", env=env, cwd=cwd)
-    finally:
-        cluster.shutdown()
+        env = child_env(RAY_ADDRESS=cluster.address)
+        found = raylab("doctor", "--storage", tmp_path / "store", env=env, cwd=tmp_path, timeout=600)
+        run = raylab("run", job, "--storage", tmp_path / "res", "--data-root", tmp_path / "data",
+                     env=env, cwd=tmp_path, timeout=600)
     assert found.returncode == 2, found.stdout + found.stderr
     problems = [line for line in found.stdout.splitlines() if line.startswith("problem:")]
     assert len(problems) == 1 and f"/{b.node_id[:8]} runs raylab" in problems[0], found.stdout
     theirs, ours = re.findall(r"\(code (\w+)\)", problems[0])
     assert theirs != ours and "`ray up` again" in problems[0]
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert run.returncode == 2 and len(lines) == 1, run.stdout + run.stderr
-    assert f"/{b.node_id[:8]} runs raylab" in lines[0] and "--skip-doctor" in lines[0]
+    assert_one_line_error(run, f"/{b.node_id[:8]} runs raylab", "--skip-doctor")
     assert not (tmp_path / "res").exists()  # refused before any trial, before anything was written
 
 

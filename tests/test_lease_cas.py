@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import raylab_cmd
+from conftest import child_env, job_file, ray_cluster, start_raylab
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "raylab-cas"
@@ -120,9 +120,8 @@ def honoured(cas_s3):
 def _race(root: str, n: int, folder: Path) -> list[dict]:
     """n racer processes released at one instant; their results, after the winner let go."""
     folder.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, root, str(folder), str(i)],
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
-             for i in range(n)]
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, root, str(folder), str(i)], env=child_env(),
+                              stderr=subprocess.PIPE, text=True) for i in range(n)]
     try:
         _wait(lambda: len(list(folder.glob("ready-*"))) == n, procs, "every racer ready")
         (folder / "go").touch()
@@ -237,11 +236,6 @@ def test_stores_without_preconditions_keep_the_read_back_protocol():
     assert conditional_object("file:///tmp/study/.lease.json") is None
 
 
-JOB = """from raylab import Study, grid
-STUDY = Study('race', grid(lr=[0.1, 0.05]), dict(data='synthetic:200', epochs=2, threads=1, batch_size=50))
-"""
-
-
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
@@ -250,22 +244,19 @@ def test_eight_raylab_runs_on_one_s3_study_one_runs_it(honoured, tmp_path):
     import pandas as pd
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
-    from ray.cluster_utils import Cluster
 
     from raylab.results import METRICS, TRIALS, read_table, resolve_fs
 
-    job = tmp_path / "race.py"
-    job.write_text(JOB)
+    job = job_file(tmp_path, """
+        from raylab import Study, grid
+        STUDY = Study('race', grid(lr=[0.1, 0.05]), dict(data='synthetic:200', epochs=2, threads=1, batch_size=50))
+    """)
     storage = f"s3://{BUCKET}/runs"
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})  # its processes see the S3 env
-    try:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": cluster.address}
+    with ray_cluster({"num_cpus": 2}) as cluster:  # its processes see the S3 server's env
         args = ["run", job, "--storage", storage, "--data-root", tmp_path / "data", "--quiet"]
-        procs = [subprocess.Popen(raylab_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(8)]
+        procs = [start_raylab(*args, env=child_env(RAY_ADDRESS=cluster.address), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
         outs = [(p.wait(timeout=900), *p.communicate()) for p in procs]
-    finally:
-        cluster.shutdown()
     ran = [o for o in outs if o[0] == 0]
     refused = [o for o in outs if o[0] == 2]
     assert len(ran) == 1 and len(refused) == 7, [(c, e[-1500:]) for c, _, e in outs]

@@ -4,7 +4,6 @@ back by `raylab status` and `raylab report`; a folder written before them still 
 warning when compared variants ran on different code (one trained from an edited raylab copy).
 """
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import raylab_cmd
+from conftest import child_env, job_file, raylab
 from raylab.results import PLACEMENT_COLUMNS, TRIALS, read_table
 from raylab.results.provenance import code_hash, content_hash, git_state, mixed
 
@@ -21,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--data", "synthetic:200", "--epochs", "1", "--batch-size", "50", "--threads", "1", "--quiet"]
 
 
-def _raylab(*args, pythonpath=ROOT, cwd=ROOT, timeout=600):
-    p = subprocess.run(raylab_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                       env={**os.environ, "PYTHONPATH": str(pythonpath)})
+def _ok(*args, **kw) -> str:
+    """`raylab ARGS`'s output, once it succeeded."""
+    p = raylab(*args, timeout=600, **kw)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
 
@@ -74,13 +73,13 @@ def test_mixed_names_what_differs_between_variants():
 @pytest.mark.slow  # eight CLI processes that import torch: ~90 s on the loaded 2-core dev VM
 def test_train_records_provenance_status_and_report_show_it_old_folders_still_read(tmp_path):
     out = tmp_path / "single"
-    _raylab("train", "--out", out, "--lr", "0.05", *FAST)
+    _ok("train", "--out", out, "--lr", "0.05", *FAST)
     # A second variant trained by an edited copy of raylab: a different code tree, for real.
     copy = tmp_path / "edited"
     shutil.copytree(ROOT / "raylab", copy / "raylab", ignore=shutil.ignore_patterns("__pycache__"))
     with open(copy / "raylab" / "train" / "loop.py", "a") as fh:
         fh.write("# edited\n")
-    _raylab("train", "--out", out, "--lr", "0.1", *FAST, pythonpath=copy, cwd=tmp_path)
+    _ok("train", "--out", out, "--lr", "0.1", *FAST, env=child_env(PYTHONPATH=str(copy)), cwd=tmp_path)
 
     meta = json.loads((out / "study.json").read_text())
     prov = meta["provenance"]
@@ -92,10 +91,10 @@ def test_train_records_provenance_status_and_report_show_it_old_folders_still_re
     assert (trials["device_kind"] == "cpu").all() and trials["device_name"].str.len().gt(0).all()
     assert trials.loc[0.05, "code_hash"] == code_hash() != trials.loc[0.1, "code_hash"]
 
-    status = _raylab("status", out)
+    status = _ok("status", out)
     assert "provenance:" in status and f"driver: raylab 0.1.0 (code {code_hash()}" in status
     assert "trials ran on: " in status and "warning: the variants ran on different raylab code" in status
-    _raylab("report", out, "--out", tmp_path / "report")
+    _ok("report", out, "--out", tmp_path / "report")
     report = (tmp_path / "report" / "report.md").read_text()
     assert "Provenance:" in report and "- data: synthetic:200 (content " in report
     assert "**Not like for like**: the variants ran on different raylab code" in report
@@ -106,9 +105,9 @@ def test_train_records_provenance_status_and_report_show_it_old_folders_still_re
     (old / "study.json").unlink()
     table = pq.read_table(old / TRIALS)
     pq.write_table(table.drop_columns(PLACEMENT_COLUMNS), old / TRIALS)
-    status = _raylab("status", old)
+    status = _ok("status", old)
     assert "2 completed" in status and "not recorded" in status and "warning" not in status
-    _raylab("report", old, "--out", tmp_path / "old-report")
+    _ok("report", old, "--out", tmp_path / "old-report")
     assert "not recorded" in (tmp_path / "old-report" / "report.md").read_text()
 
 
@@ -117,11 +116,11 @@ def test_train_records_provenance_status_and_report_show_it_old_folders_still_re
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_run_records_provenance_and_where_each_trial_ran(tmp_path):
-    job = tmp_path / "prov.py"
-    job.write_text("from raylab import Study, grid\n"
-                   "STUDY = Study('prov', grid(lr=[0.1, 0.05]), dict(data='synthetic:200', epochs=1, threads=1,"
-                   " batch_size=50))\n")
-    _raylab("run", job, "--storage", tmp_path / "res", "--data-root", tmp_path / "data", "--num-cpus", "2", "--quiet")
+    job = job_file(tmp_path, """
+        from raylab import Study, grid
+        STUDY = Study('prov', grid(lr=[0.1, 0.05]), dict(data='synthetic:200', epochs=1, threads=1, batch_size=50))
+    """)
+    _ok("run", job, "--storage", tmp_path / "res", "--data-root", tmp_path / "data", "--num-cpus", "2", "--quiet")
     folder = tmp_path / "res" / "prov"
     prov = json.loads((folder / "study.json").read_text())["provenance"]
     from raylab.data.sources import load_dataset
@@ -131,7 +130,7 @@ def test_run_records_provenance_and_where_each_trial_ran(tmp_path):
     import ray._private.services as services
     assert (trials["node"] == services.get_node_ip_address()).all()  # the local Ray's one node
     assert (trials["device_kind"] == "cpu").all() and (trials["code_hash"] == code_hash()).all()
-    status = _raylab("status", folder)
+    status = _ok("status", folder)
     assert f"{trials['node'][0]} cpu " in status and ": 2 trials" in status and "warning" not in status
-    _raylab("report", folder, "--out", tmp_path / "report")
+    _ok("report", folder, "--out", tmp_path / "report")
     assert "- trials ran on: " in (tmp_path / "report" / "report.md").read_text()
