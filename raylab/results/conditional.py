@@ -143,9 +143,11 @@ def _client(endpoint: str | None, region: str | None):
 
 
 def _endpoint(parsed) -> tuple[str | None, str | None]:
+    """(endpoint URL, region) as pyarrow would use them: the URI's query, else the AWS variables
+    (resolved here, so a client made for one endpoint is never reused for another)."""
     query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     override = query.get("endpoint_override")
-    endpoint = None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if override:
         endpoint = override if "://" in override else f"{query.get('scheme', 'https')}://{override}"
     region = query.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
