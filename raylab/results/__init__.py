@@ -27,7 +27,8 @@ from raylab.results.storage import exists, join, resolve_fs, write_bytes
 from raylab.results.writer import StudyWriter
 
 __all__ = ["EPOCH_COLUMNS", "KEY_COLUMNS", "METRIC_COLUMNS", "METRICS", "NEAR_ZERO", "NUMERIC", "PLACEMENT_COLUMNS",
-           "PROGRESS_COLUMNS", "REQUIRED", "STUDY_JSON", "SUMMARY_COLUMNS", "TRIAL_COLUMNS", "TRIALS", "WEIGHT_COLUMNS", "WEIGHTS", "ResultsError",
-           "StorageError", "StudyWriter", "best_and_final", "config_column", "config_columns", "epoch_record",
-           "epoch_row", "exists", "format_epoch", "join", "read_table", "resolve_fs", "running_best",
-           "trial_record", "weight_records", "write_bytes", "write_table"]
+           "PROGRESS_COLUMNS", "REQUIRED", "STUDY_JSON", "SUMMARY_COLUMNS", "TRIAL_COLUMNS", "TRIALS",
+           "WEIGHT_COLUMNS", "WEIGHTS", "ResultsError", "StorageError", "StudyWriter", "best_and_final",
+           "config_column", "config_columns", "epoch_record", "epoch_row", "exists", "format_epoch", "join",
+           "read_table", "resolve_fs", "running_best", "trial_record", "weight_records", "write_bytes",
+           "write_table"]

@@ -10,9 +10,9 @@
 S3 has applied these preconditions atomically since 2024, as do MinIO and
 recent moto; an S3-compatible store that ignores them would let two writers
 both "create" one object. So `conditional_object` first checks the store once
-per endpoint and bucket: it creates a probe object twice with If-None-Match,
-and the store honours preconditions only if the second create is refused. The
-answer is remembered for the life of the process. Other URI schemes (gs://,
+per endpoint and bucket (honours_preconditions: a probe object created twice
+with If-None-Match, then replaced with If-Match on a wrong ETag; both must be
+refused). The answer is remembered for the life of the process. Other URI schemes (gs://,
 file://) and a missing boto3 get None: the caller keeps a protocol that needs
 no preconditions (raylab/results/lock.py).
 """
@@ -59,7 +59,15 @@ class ConditionalObject:
         return got["Body"].read(), got["ETag"]
 
     def delete(self, etag: str) -> None:
-        self._call("delete_object", IfMatch=etag)
+        """Delete the version with `etag`; Conflict if the object now holds another. A store that
+        refuses If-Match on DELETE (S3 took it later than on PUT) is asked which version it holds."""
+        try:
+            self._call("delete_object", IfMatch=etag)
+        except Unsupported:
+            found = self.read()
+            if found is None or found[1] != etag:
+                raise Conflict("another version") from None
+            self._call("delete_object")
 
     def _call(self, method: str, **kw):
         from botocore.exceptions import ClientError
@@ -100,17 +108,21 @@ _HONOURS: dict[tuple, bool] = {}  # (endpoint, region, bucket) -> whether it app
 
 
 def honours_preconditions(client, bucket: str, prefix: str) -> bool:
-    """Whether the store applies If-None-Match: create a probe object under `prefix` twice with
-    it; a store that honours the precondition refuses the second create."""
+    """Whether the store applies If-None-Match and If-Match on PUT: a probe object under `prefix`
+    is created twice with If-None-Match: *, then replaced with If-Match on an ETag it never had;
+    a store that honours both refuses the second and the third write."""
     key = f"{prefix}/.raylab-precondition-probe-{uuid.uuid4().hex}".lstrip("/")
     probe = ConditionalObject(client, bucket, key, f"s3://{bucket}/{key}")
     try:
         probe.create(b"probe")
-        probe.create(b"probe")
-        return False  # the second create went through: the store ignores the precondition
-    except Conflict:
+        for write in (lambda: probe.create(b"probe"), lambda: probe.replace(b"probe", '"not-its-etag"')):
+            try:
+                write()
+                return False  # the write went through: the store ignores that precondition
+            except Conflict:
+                pass
         return True
-    except Unsupported:
+    except (Conflict, Unsupported):  # the first create refused, or the header refused outright
         return False
     finally:
         with contextlib.suppress(Exception):  # tidying the probe: a failure here changes no answer

@@ -79,8 +79,12 @@ def code_hash(package: Path | None = None) -> str:
 def git_state(package: Path | None = None) -> dict[str, Any] | None:
     """{commit, dirty} when raylab runs from a git checkout (an editable install), else None.
     dirty: a tracked file differs from the commit."""
-    root = (package or PACKAGE).parent
+    package = package or PACKAGE
+    root = package.parent
     try:
+        # Tracked there: a venv inside some other checkout is inside a git tree, but not in it.
+        if not _git(root, "ls-files", "--", f"{package.name}/__init__.py"):
+            return None
         commit = _git(root, "rev-parse", "HEAD")
         changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".")
     except (OSError, subprocess.SubprocessError):
