@@ -9,7 +9,7 @@ and held against each node's available memory, shared by the trials it runs at o
 from __future__ import annotations
 
 from raylab.declare.config import ConfigError, SweepOptions, TrialConfig
-from raylab.errors import ClusterError
+from raylab.errors import ClusterError, DataError
 from raylab.sweep.doctor import checks
 from raylab.sweep.doctor.checks import Problem
 from raylab.sweep.doctor.nodes import Node, first_line, pinned
@@ -30,7 +30,10 @@ def job_problems(study, opts: SweepOptions, nodes: list[Node]) -> list[Problem]:
     cfgs = [t.config for t in study.trials()]
     cluster = ray.cluster_resources()
     problems = shape_problems(study.name, cfgs, opts, cluster, nodes)
-    data = data_facts(cfgs)
+    try:
+        data = data_facts(cfgs)
+    except DataError as exc:  # the run would stop there too: say so beside the nodes' table
+        return problems + [Problem("the driver", f"cannot load the data of study {study.name}", str(exc))]
     for cfg in distinct_steps(cfgs):
         res = default_resources(cfg, opts, cluster)
         shape, classes, nbytes = data[data_key(cfg)]
