@@ -36,8 +36,8 @@ from raylab.declare.config import RUNTIME_FIELDS
 from raylab.results.parts import has_table
 from raylab.results.storage import is_uri, read_json
 
-# Columns of metrics / trials that are results, not config.
-_RESULT_COLUMNS = frozenset(R.METRIC_COLUMNS) | frozenset(R.TRIAL_COLUMNS)
+# Columns of metrics / trials that are results, not config (where a trial ran is not config either).
+_RESULT_COLUMNS = frozenset(R.METRIC_COLUMNS) | frozenset(R.TRIAL_COLUMNS) | frozenset(R.PLACEMENT_COLUMNS)
 
 
 class StudyError(R.ResultsError):
@@ -165,7 +165,8 @@ def split_studies(study: StudyResults) -> list[StudyResults]:
     for name in order:
         def rows(df: pd.DataFrame) -> pd.DataFrame:
             return df[df["study"] == name].reset_index(drop=True)
-        meta = {**metas.get(name, {}), "name": name, "combined": study.name}
+        meta = {**metas.get(name, {}), "name": name, "combined": study.name,
+                **{k: study.meta[k] for k in ("provenance",) if k in study.meta}}  # one driver ran them all
         parts.append(StudyResults(name=name, path=study.path, metrics=rows(study.metrics),
                            trials=rows(study.trials), weights=rows(study.weights), meta=meta))
     return parts
@@ -285,7 +286,7 @@ def _read(path: str, name: str) -> pd.DataFrame:
 
 
 def _read_meta(path: str) -> dict[str, Any]:
-    meta_path = R.join(path, "study.json")
+    meta_path = R.join(path, R.STUDY_JSON)
     try:
         fs, p = R.resolve_fs(meta_path)
         if fs.get_file_info(p).type != pafs.FileType.File:

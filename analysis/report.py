@@ -7,7 +7,10 @@ it is safe to call, and the figures of `analysis.report_figures` as PNG files
 next to report.md, linked relatively. One config keeps one colour in every
 figure (`plots.config_colors`). `--format html` adds report.html
 (`analysis.report_html`: contents, heading anchors, readable on a phone).
-No timestamps: the same results give the same report.
+Each section also lists where its numbers came from (study.json's provenance,
+the nodes and devices its trials ran on: raylab/results/provenance.py) and
+warns when its variants, or folders compared together, ran on different
+raylab code or device kinds. No timestamps: the same results give the same report.
 
 A combined folder (`raylab.declare.study.combine`, e.g. results/assignment: several
 values in the `study` column) is split with `StudyResults.split()`: one section per
@@ -32,6 +35,7 @@ from typing import Mapping, Sequence
 
 from raylab.declare.claim import ClaimError
 from raylab.results import ResultsError
+from raylab.results.provenance import mixed, section
 from raylab.results.storage import is_uri
 
 from . import claims, plots
@@ -112,7 +116,8 @@ def _study_section(study: StudyResults, out: Path, colors: Mapping[str, str], re
                                         if parent else "")
     lines = ["#" * level + f" {study.name}", "",
              f"{where}: {len(study.variants)} variant(s), {len(t)} trial(s) ({status}).",
-             f"Swept: {', '.join(study.swept) or 'nothing (named variants)'}.", ""]
+             f"Swept: {', '.join(study.swept) or 'nothing (named variants)'}.", "",
+             "Provenance:", "", *(f"- {line}" for line in section(study.meta, t)), ""]
     if study.running:
         lines += ["**Partial results**: some trials are still running; numbers will change.", ""]
     table = summarize(study)
@@ -126,6 +131,7 @@ def _study_section(study: StudyResults, out: Path, colors: Mapping[str, str], re
                   "report's best val acc. " + " ".join(shared_notes), ""]
         lines += _short_run_note(course_epochs, int(table["epochs_run_max"].max()))
     lines += [rank(table).note, ""]
+    lines += [f"**Not like for like**: {w}." for w in mixed(t)] + ([""] if mixed(t) else [])
     declared = refs.pairs.get(study.name, [])
     pairs = [(a, b) for a, b in declared if a in study.variants and b in study.variants]
     if not pairs and len(study.variants) == 2:  # two named variants: their difference is the point
@@ -182,6 +188,16 @@ def _claims_section(studies: Sequence[StudyResults]) -> list[str]:
             "as observed.", "", *claims.to_markdown(verdicts), ""]
 
 
+def _across_folders(studies: Sequence[StudyResults]) -> list[str]:
+    """Claims and readers compare variants from different folders too: say where those differ."""
+    if len(studies) < 2:
+        return []
+    import pandas as pd
+
+    found = mixed(pd.concat([s.trials for s in studies], ignore_index=True))
+    return [f"**Not like for like across the folders**: {w}." for w in found] + ([""] if found else [])
+
+
 def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
     """Write report.md (and report.html when fmt == "html") with figures into `out`; returns report.md.
 
@@ -231,6 +247,7 @@ def write_report(study_dirs: Sequence[str], out: str, fmt: str = "md") -> Path:
              "Numbers are mean ± std over seeds (sample std, ddof=1); `(n=1)` marks a single run, "
              "which gives no spread. Accuracies are fractions of the validation split.", "",
              *claims_lines,  # first: the verdicts are what a reader of a reproduction came for
+             *_across_folders(studies),
              "## Summary", "", *(f"- {h}" for h in headlines), ""]
     lines += sections
     md = out_dir / "report.md"

@@ -270,7 +270,7 @@ def run_sweep(args, name: str, n_trials: int, epochs: int, num_cpus: int, storag
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         if not ray.is_initialized():
-            rt._connect(opts)  # what run_study does first; timed on its own
+            rt.connect(opts)  # what run_study does first; timed on its own
         phases["ray_init_seconds"] = time.perf_counter() - t0
         sampler.start()
         t1 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""`raylab` command line: train | run | resume | status | list | models | report.
+"""`raylab` command line: train | run | resume | status | list | models | report | doctor.
 
 The top layer: it imports the core and the sweep layer, never the other way
 round. Kept import-light: torch and Ray are imported inside the commands that
@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", help="a job file: also list the models it declares with @raylab.model")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("doctor", help="check every node (versions, code, GPUs, storage) and that job files fit")
+    p.add_argument("jobs", nargs="*", metavar="JOB", help="job files whose trials to check against the nodes")
+    add_run_flags(p, skip_doctor=False)  # `raylab doctor JOB FLAGS` checks what `raylab run JOB FLAGS` runs
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("report", help="write report.md (+ figures) for study folders")
     p.add_argument("studies", nargs="+", metavar="STUDY_DIR")
     p.add_argument("--out", help="output folder (default: STUDY_DIR/report)")
@@ -151,7 +156,7 @@ def _show(value: object) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
+def add_run_flags(p: argparse.ArgumentParser, skip_doctor: bool = True) -> None:
     """The flags of `raylab run` and of a job file run as a script; defaults are SweepOptions'."""
     d = SweepOptions
     g = p.add_argument_group("run options", "any config field can be forced with --set FIELD=VALUE")
@@ -182,6 +187,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="run only variants whose STUDY/VARIANT name matches, e.g. 'lab2_*' or '*/lr=0.1'")
     g.add_argument("--skip", action="append", default=[], metavar="GLOB", help="leave out matching variants")
     g.add_argument("--quiet", action="store_true", help="no Tune progress table")
+    if skip_doctor:
+        g.add_argument("--skip-doctor", action="store_true", help="on a cluster, start without first checking "
+                       "that every node runs this raylab and reaches --storage (raylab doctor)")
 
 
 def apply_run_flags(study: Study, args: argparse.Namespace) -> Study:
@@ -241,10 +249,21 @@ def _run(study: Study, args: argparse.Namespace) -> int:
     samples = f" x {study.num_samples} samples" if space else ""
     print(f"raylab: study {study.name}: {len(study.variants)} variants x {len(study.seed_list)} seeds{samples} "
           f"= {n} trials{note}")
+    if not args.skip_doctor:
+        from raylab.sweep.doctor import preflight
+        preflight(opts)  # on a cluster: every node's code, packages and storage, before any trial
     from raylab.sweep.driver import run_study, study_dir
 
     run_study(study, opts)
     return _summary(study_dir(opts.storage, study.name))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when every check passes, 2 when one does not (each problem names its fix)."""
+    from raylab.sweep.doctor import run_doctor
+
+    studies = [apply_run_flags(load_job(job), args) for job in args.jobs]
+    return run_doctor(studies, sweep_options(args, studies[0] if studies else None))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -266,9 +285,10 @@ def _summary(root: str) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """One line per trial from the Parquet files: works while a sweep runs, or after."""
+    from raylab.results.provenance import status_lines
     from raylab.results.status import trial_lines
 
-    print("\n".join(trial_lines(args.study_dir)))
+    print("\n".join(trial_lines(args.study_dir) + status_lines(args.study_dir)))  # + where its numbers came from
     return 0
 
 

@@ -51,6 +51,7 @@ class StorageError(ResultsError):
         # pyarrow's OSError has no strerror, only "Failed to open ... Detail: [errno 28] No space left"
         detail = re.search(r"\[errno \d+\] ([^\n]+)", str(exc))
         reason = getattr(exc, "strerror", None) or (detail.group(1) if detail else " ".join(str(exc).split()))
+        self.reason = reason  # the disk's or the store's own words, for a caller that names the fix itself
         super().__init__(f"cannot write {path}: {reason}: free space or fix permissions there, "
                          "or choose another --storage / --out; files already written are intact")
 

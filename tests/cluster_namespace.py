@@ -3,7 +3,10 @@ namespaces (tests/test_launcher.py starts it under `unshare`): sshd on the
 namespace's loopback, moto's S3 server, Ray's own launcher (`ray up`) with a
 local-provider config derived from cluster.yaml, a head at 10.10.0.1 and a
 worker at 10.10.0.2 (its own network namespace, joined by a veth pair),
-`ray submit`, `ray job submit`, report and resume from s3://, `ray down`. Every process it starts dies with the namespace.
+`ray submit`, `ray job submit`, report and resume from s3://, `raylab doctor` on the healthy
+cluster and with a fault injected on the worker (an edited file in its ~/raylab-src, a
+storage folder it sees read-only, a batch too big for its memory), `raylab run` refused on
+the edited worker, `ray down`. Every process it starts dies with the namespace.
 
     python tests/cluster_namespace.py CHECKOUT WORKDIR
 
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +31,8 @@ import yaml
 ROOT, WORK = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 VENV = Path(sys.prefix)
 HOME = WORK / "home"  # root's home inside the namespace (its /etc/passwd says so)
+WORKER_HOME = WORK / "home-worker"  # the worker's own ~ (bound over HOME there): its own ~/raylab-src
+RO_STORE = WORK / "ro-store"  # a storage folder the head writes and the worker sees read-only
 BUCKET = "raylab-ci"
 S3 = {"AWS_ENDPOINT_URL": "http://10.10.0.1:5000", "AWS_ACCESS_KEY_ID": "testing",
       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -114,6 +121,8 @@ def start_sshd() -> Path:
     (HOME / ".bashrc").write_text("")  # the launcher's commands source it
     (HOME / ".bash_profile").write_text(f"export PATH={VENV}/bin:$PATH\nexport RAY_USAGE_STATS_ENABLED=0\n"
                                         f"{exports}")
+    shutil.copytree(HOME, WORKER_HOME, symlinks=True)  # keys and profile; `ray up` syncs its code there
+    RO_STORE.mkdir()
     start_node("worker", WORKER_IP)  # first: it makes the veth pair the head's address lives on
     start_node("head", HEAD_IP)
     return ssh / "id_ed25519"
@@ -129,7 +138,9 @@ HEAD_IP, WORKER_IP = "10.10.0.1", "10.10.0.2"
 def start_node(node: str, ip: str) -> None:
     """A "machine": sshd on its own IP in its own PID and mount namespaces (the
     worker also in its own network namespace), with its own /tmp/ray, so the
-    `ray stop` in a node's start commands sees only that node's processes."""
+    `ray stop` in a node's start commands sees only that node's processes. The
+    worker also has a home of its own, as another machine would, and sees
+    RO_STORE read-only (a storage mount it cannot write)."""
     (WORK / f"sshd-{node}").write_text(
         f"Port 22\nListenAddress {ip}\nHostKey {WORK}/host_key\nPermitRootLogin prohibit-password\n"
         f"UsePAM no\nPidFile {WORK}/sshd-{node}.pid\nStrictModes no\nMaxStartups 100\nMaxSessions 100\n"
@@ -139,7 +150,9 @@ def start_node(node: str, ip: str) -> None:
     inner = f"mount --bind {WORK}/raytmp-{node} /tmp/ray && "
     if node == "worker":
         net = ["--net"]
-        inner += ("until ip link show vw >/dev/null 2>&1; do sleep 0.05; done; ip link set lo up && "
+        inner += (f"mount --bind {WORKER_HOME} {HOME} && mount --bind {RO_STORE} {RO_STORE} && "
+                  f"mount -o remount,bind,ro {RO_STORE} && "
+                  "until ip link show vw >/dev/null 2>&1; do sleep 0.05; done; ip link set lo up && "
                   f"ip addr add {ip}/24 dev vw && ip link set vw up && ")
     inner += f"exec /usr/sbin/sshd -D -f {WORK}/sshd-{node} -E {WORK}/sshd-{node}.log"
     p = subprocess.Popen(["unshare", "--pid", "--mount", *net, "--fork", "--mount-proc", "--kill-child",
@@ -191,6 +204,36 @@ def local_config(key: Path) -> Path:
     return out
 
 
+def doctor_steps(c: str, s3: str) -> None:
+    """`raylab doctor` run on the head against the whole cluster: healthy, then with three faults
+    on the worker at once (its ~/raylab-src edited, a storage folder it sees read-only, a batch
+    its memory cannot hold), each a line of its own; `raylab run` refused while the worker's
+    code differs. Trials on CPU: the worker's 2 GPUs are logical (for packing), and doctor would
+    rightly say it has no CUDA."""
+    job = "~/raylab-src/jobs/quickstart.py --data synthetic:200 --set device=cpu"
+    step("doctor healthy", f"ray exec {c} 'raylab doctor --storage {s3}/doctor {job}'", timeout=300)
+    edited = WORKER_HOME / "raylab-src" / "raylab" / "errors.py"
+    original = edited.read_bytes()
+    edited.write_bytes(original + b"# edited on the worker only\n")
+    try:
+        step("doctor faults", f"ray exec {c} 'raylab doctor --storage {RO_STORE} {job} --set batch_size=1000000'",
+             timeout=300)
+        step("run refused", f"ray submit {c} jobs/quickstart.py -- --storage {s3}/refused {FAST}")
+        step("nothing written", f"python -c {shlex.quote(NOTHING)} {BUCKET} refused/")
+    finally:
+        edited.write_bytes(original)
+
+
+# No object under the prefix: the refused run wrote nothing (not even study.json or a lease).
+NOTHING = """
+import sys, boto3
+listed = boto3.client("s3").list_objects_v2(Bucket=sys.argv[1], Prefix=sys.argv[2])
+keys = [o["Key"] for o in listed.get("Contents", [])]
+assert not keys, keys
+print("no objects under", sys.argv[2])
+"""
+
+
 def driver_pids(job: str) -> list[int]:
     out = subprocess.run(["pgrep", "-f", f"^python {HOME}/{job}"], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
@@ -207,6 +250,7 @@ def main() -> None:
     if step("ray up", f"ray up -y --no-config-cache {c}", timeout=300)[0] != 0:
         return
     step("ray submit quickstart", f"ray submit {c} jobs/quickstart.py -- --storage {s3}/submit {FAST}")
+    doctor_steps(c, s3)
     step("ray submit assignment", f"ray submit {c} jobs/assignment.py -- --storage {s3}/submit {FAST} "
                                   "--only 'lab1_simplenn/*' --only 'lab2_swish/swish'")
     step("ray job submit", f"ray job submit --address http://{HEAD_IP}:8265 --working-dir . -- "
@@ -224,7 +268,8 @@ def main() -> None:
     while time.monotonic() - t < 180 and not any(POINTS.glob("*.hit.*")):
         time.sleep(1)
     p = subprocess.run(["raylab", "status", f"{s3}/resume/quickstart"], env=user_env(), capture_output=True, text=True)
-    rows = int(p.stdout.rsplit(";", 1)[-1].split()[0]) if p.returncode == 0 and ";" in p.stdout else 0
+    counted = re.search(r"; (\d+) epoch rows", p.stdout) if p.returncode == 0 else None
+    rows = int(counted.group(1)) if counted else 0
     step("second driver", f"ray exec {c} 'raylab resume {s3}/resume/quickstart --quiet'", timeout=120)
     pids = driver_pids("quickstart.py")
     for pid in pids:

@@ -3,7 +3,10 @@ local-provider config derived from cluster.yaml, sshd, a head (10.10.0.1)
 and a worker node (10.10.0.2, its own network namespace, 2 logical GPUs), `ray submit` of quickstart.py
 and of assignment.py (--only), `ray job submit`, results on a local S3
 server, `raylab report s3://...`, a second driver refused, `raylab resume
-s3://...` after the driver is killed, `ray down`.
+s3://...` after the driver is killed, `raylab doctor` passing on the healthy
+cluster and naming the worker in each fault injected there (its ~/raylab-src
+edited, a storage folder it cannot write, a batch its memory cannot hold),
+`raylab run` refused before any trial while the worker's code differs, `ray down`.
 
 All of it runs in tests/cluster_namespace.py as PID 1 of its own PID, network
 and mount namespaces, so `ray stop` in cluster.yaml's start commands, sshd,
@@ -66,6 +69,30 @@ def _ok(steps, name):
     return s["out"]
 
 
+WORKER = "10.10.0.2"
+
+
+def _refused(steps, name) -> list[str]:
+    """The problem lines of a doctor step that must fail (`ray exec` says 1 for the command's 2)."""
+    s = steps.get(name)
+    assert s is not None, f"step '{name}' never ran: {list(steps)}"
+    assert s["rc"] != 0, f"{name}: rc {s['rc']}:\n{s['out'][-4000:]}"
+    return [line for line in s["out"].splitlines() if line.startswith("problem:")]
+
+
+def _doctor_steps(steps) -> None:
+    out = _ok(steps, "doctor healthy")
+    assert "all checks pass" in out and WORKER in out and "10.10.0.1 (head)" in out, out[-3000:]
+    code, storage, memory = _refused(steps, "doctor faults")  # the node's own problems, then the job's
+    assert code.startswith(f"problem: node {WORKER} runs raylab 0.1.0 (code ") and "`ray up` again" in code
+    assert storage.startswith(f"problem: node {WORKER} cannot write, read back and delete") and "Read-only" in storage
+    assert memory.startswith(f"problem: node {WORKER} has ") and "at batch 1000000 needs about" in memory
+    run = steps["run refused"]
+    assert run["rc"] != 0 and f"node {WORKER} runs raylab" in run["out"] and "--skip-doctor" in run["out"]
+    assert "Traceback" not in run["out"], run["out"][-3000:]
+    _ok(steps, "nothing written")
+
+
 def test_ray_up_submit_report_resume_down(launcher_run):
     steps, p = launcher_run
     _ok(steps, "ray up")
@@ -74,6 +101,7 @@ def test_ray_up_submit_report_resume_down(launcher_run):
     # The head offers 0 CPUs: a driver that joined the cluster can only have run its
     # trials on the worker node (a private Ray on the head would have used the head).
     assert "joined the Ray cluster at auto" in out, out[-3000:]
+    _doctor_steps(steps)
     out = _ok(steps, "ray submit assignment")
     assert "lab1_simplenn/baseline" in out and "lab2_swish/swish" in out and "lab2_lr_sweep" not in out
     out = _ok(steps, "ray job submit")

@@ -11,6 +11,7 @@ import itertools
 import pyarrow as pa
 
 METRICS, TRIALS, WEIGHTS = "metrics.parquet", "trials.parquet", "weights.parquet"
+STUDY_JSON = "study.json"  # beside them: the study's declaration, run options and provenance
 KEY_COLUMNS = ["study", "trial_id", "variant", "seed"]
 # What train() measures per epoch, in row order (airbench's logging_columns_list): each column,
 # its heading in progress output (Tune's table, `raylab train`'s line; "" = not shown) and its
@@ -35,6 +36,9 @@ TRIAL_COLUMNS = KEY_COLUMNS + [
     "status", "epochs_run", *SUMMARY_COLUMNS,
     "n_params", "macs", "wall_seconds", "restarts", "error",
 ]
+# Where a trial ran (raylab/train/placement.py): written with its first report, absent in
+# folders from before they were recorded, so no reader requires them.
+PLACEMENT_COLUMNS = ["node", "device_kind", "device_name", "code_hash"]
 WEIGHT_COLUMNS = KEY_COLUMNS + ["layer", "bin_left", "bin_right", "count"]
 REQUIRED = {METRICS: METRIC_COLUMNS, TRIALS: TRIAL_COLUMNS, WEIGHTS: WEIGHT_COLUMNS}
 TEXT_COLUMNS = {"study", "trial_id", "variant", "status", "error", "layer"}  # the contract's text columns

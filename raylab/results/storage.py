@@ -114,10 +114,25 @@ def check_writable(folder: str) -> None:
         raise StorageError(folder, exc) from None
 
 
-def read_json(path: str) -> Any:
+def delete_file(path: str) -> None:
+    """Delete one file or object, leaving no empty folder marker behind on s3:// (see
+    raylab/results/conditional.py's delete_object)."""
+    from raylab.results.conditional import delete_object
+
+    if path.startswith("s3://") and delete_object(path):
+        return
+    fs, p = resolve_fs(path)
+    fs.delete_file(p)
+
+
+def read_bytes(path: str) -> bytes:
     fs, p = resolve_fs(path)
     with fs.open_input_stream(p) as fh:
-        return json.loads(fh.read().decode())
+        return fh.read()
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_bytes(path).decode())
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raylab.results import (EPOCH_COLUMNS, SUMMARY_COLUMNS, StorageError, StudyWriter, epoch_record,
-                            running_best, trial_record, weight_records)
+from raylab.results import (EPOCH_COLUMNS, PLACEMENT_COLUMNS, SUMMARY_COLUMNS, StorageError, StudyWriter,
+                            epoch_record, running_best, trial_record, weight_records)
 from raylab.results.rows import count
 from raylab.sweep.spec import resolve_spec
 
@@ -66,6 +66,7 @@ class ParquetCallback(Callback):
         # first); the trial reports the values it trained with (sweep/trainable.py).
         config = {**_spec(trial)["trial"], **(result.get("trained_with") or {})}
         final = bool(result.get("final"))  # the last epoch's row and the trial's summary, together
+        where = {k: result[k] for k in PLACEMENT_COLUMNS if k in result}  # the node it runs on (placement.py)
         for meta in _metas(trial):
             history = result.get("history") or []
             for old in history:
@@ -74,12 +75,12 @@ class ParquetCallback(Callback):
             if final:
                 self.writer.set_trial(trial_record(meta, config, **{k: result[k] for k in (
                     "status", *SUMMARY_COLUMNS, "n_params", "macs")},
-                    epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None))
+                    epochs_run=int(result["epoch"]), wall_seconds=result.get("time_total_s"), error=None, **where))
                 self.writer.set_weights(meta["trial_id"], weight_records(meta, config, result["weights"]))
             else:
                 so_far = _summary_after(self.writer.trials.get(meta["trial_id"]), [*history, result])
                 self.writer.set_trial(trial_record(meta, config, status="running", epochs_run=int(result["epoch"]),
-                                                   wall_seconds=result.get("time_total_s"), **so_far))
+                                                   wall_seconds=result.get("time_total_s"), **so_far, **where))
         # No forced flush at a trial's end: Tune saves its experiment state only after
         # get_state (above) has flushed, so a resume never believes more than is on disk.
         self._flush()

@@ -22,16 +22,17 @@ from raylab.errors import ClusterError, LockError
 from raylab.results.contract import PROGRESS_COLUMNS
 from raylab.results.storage import absolute, exists, join, read_json, resolve_fs, write_json
 from raylab.declare.study import Study
+from raylab.results.contract import STUDY_JSON
 from raylab.results.lock import lock_folder
+from raylab.results.provenance import record
 from raylab.sweep import searcher, user_models
 from raylab.sweep.callback import ParquetCallback
 from raylab.sweep.node_wait import sized_cluster
 from raylab.sweep.resources import DDP_DRIVER_CPU, default_resources
-from raylab.sweep.shared_data import data_sources, put_shared_data
+from raylab.sweep.shared_data import data_key, data_sources, put_shared_data
 from raylab.sweep.storage_noise import hush_storage_faults
 from raylab.sweep.trainable import raylab_trial
 
-STUDY_JSON = "study.json"
 TUNE_DIR = "tune"  # Tune's own experiment folder inside the study folder
 
 
@@ -44,7 +45,7 @@ def run_study(study: Study, opts: SweepOptions):
     trials = study.trials()
     root = study_dir(opts.storage, study.name)
     _refuse_existing_sweep(root)
-    _connect(opts)
+    connect(opts)
     from ray import tune
 
     cluster = sized_cluster([t.config for t in trials], opts)
@@ -61,7 +62,8 @@ def run_study(study: Study, opts: SweepOptions):
         sources = data_sources([t.config for t in trials])
         refs = put_shared_data(sources)
         user_models.check_user_models(trials, refs)  # a job file's model that returns no logits: refused first
-        write_json(join(root, STUDY_JSON), {**study.describe(), "options": asdict(opts), "data_sources": sources})
+        write_json(join(root, STUDY_JSON), {**study.describe(), "options": asdict(opts), "data_sources": sources,
+                                            "provenance": _provenance(sources, refs)})
         tuner = tune.Tuner(
             _trainable(sources, refs),
             param_space=searcher.param_space(specs, space),
@@ -69,6 +71,14 @@ def run_study(study: Study, opts: SweepOptions):
             run_config=run_config,
         )
         return tuner.fit()
+
+
+def _provenance(sources: list[dict], refs: dict) -> dict:
+    """The driver's code, packages and host, and each data source's content hash (read from the
+    object store, where the driver just put the decoded arrays)."""
+    import ray
+
+    return record((src["data"], ray.get(refs[data_key(src)])) for src in sources)
 
 
 def _refuse_existing_sweep(root: str) -> None:
@@ -89,7 +99,7 @@ def resume_study(path: str, opts: SweepOptions | None = None):
     if opts is not None:  # where to connect can change between runs; what to train cannot
         saved.address, saved.num_cpus, saved.verbose = opts.address, opts.num_cpus, opts.verbose
     with contextlib.closing(lock_folder(root)):
-        _connect(saved)
+        connect(saved)
         from ray import tune
         tuner = tune.Tuner.restore(join(root, TUNE_DIR), trainable=_trainable(meta["data_sources"]),
                                    resume_unfinished=True, resume_errored=True)
@@ -199,7 +209,8 @@ def _run_config(root: str, opts: SweepOptions, space: dict | None = None, study:
 
 
 # ------------------------------------------------------------------ helpers
-def _connect(opts: SweepOptions) -> None:
+def connect(opts: SweepOptions) -> None:
+    """Join the cluster that --address or RAY_ADDRESS names, else start a local Ray of our own."""
     import ray
     _tune_env()
     hush_storage_faults()  # a full or read-only folder mid-sweep: raylab's one line, not Tune's too

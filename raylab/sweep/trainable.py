@@ -47,6 +47,7 @@ def _train_and_report(cfg: TrialConfig, path: str, data_ref, send, rank: int, pb
     and the trial may start from another trial's (sweep/pbt.py)."""
     from raylab.train.checkpoints import TrialFile, check_resumable
     from raylab.train.loop import train
+    from raylab.train.placement import placement
 
     ckpt = TrialFile(path, cfg)
     state, cloned, extra = ckpt.state, False, {}
@@ -61,6 +62,7 @@ def _train_and_report(cfg: TrialConfig, path: str, data_ref, send, rank: int, pb
     # today's config (the Parquet callback keeps the last row of an epoch). Their rows were
     # written when they ran; only a driver killed in between loses one.
     replay = {} if pbt_id else ckpt.replay()
+    where = placement(cfg.device)  # node, device, code: every report carries them to the trial's row
 
     def report(row: dict, checkpoint) -> None:
         # Checkpoint first: a kill between the two leaves an epoch the driver has not
@@ -69,13 +71,13 @@ def _train_and_report(cfg: TrialConfig, path: str, data_ref, send, rank: int, pb
         if row["epoch"] == cfg.epochs:
             return  # goes out with the summary: a scheduler stopping the trial here must not lose it
         if pbt_id:
-            pbt.report({**row, **replay, **extra}, written, pbt_id)
+            pbt.report({**row, **replay, **extra, **where}, written, pbt_id)
         else:
-            send({**row, **replay})  # under DDP every rank calls it: Train's report is collective
+            send({**row, **replay, **where})  # under DDP every rank calls it: Train's report is collective
         replay.clear()
 
     outcome = train(cfg, trial_dataset(cfg, data_ref), report, resume=state)
-    send({**_final_result(outcome), **replay, **extra})
+    send({**_final_result(outcome), **replay, **extra, **where})
 
 
 def _final_result(outcome) -> dict:

@@ -13,10 +13,14 @@ from raylab.train.checkpoints import TrialFile, checkpoint_path
 from raylab.declare.config import TrialConfig
 from raylab.errors import CheckpointError, UsageError
 from raylab.train.faults import InjectedFault
-from raylab.results import StudyWriter, epoch_record, format_epoch, running_best, trial_record, weight_records
-from raylab.results.storage import check_writable
+from raylab.data.sources import load_dataset
+from raylab.results import (STUDY_JSON, StudyWriter, epoch_record, exists, format_epoch, join, running_best,
+                            trial_record, weight_records)
+from raylab.results.provenance import record
+from raylab.results.storage import check_writable, write_json
 from raylab.declare.study import Trial, variant_name
 from raylab.train.loop import train
+from raylab.train.placement import placement
 
 
 def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = False,
@@ -38,19 +42,27 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
         writer.drop_epochs_after(trial_id, int(ckpt.state["epoch"]))
         restarts = int(writer.trials.get(trial_id, {}).get("restarts") or 0) + 1  # this start is a restart
 
+    data = load_dataset(cfg.data, cfg.data_root, download=cfg.download)
+    study_json = join(str(out), STUDY_JSON)  # its name and provenance; a resumed run keeps the first's
+    about = None if exists(study_json) else {"name": meta["study"], "provenance": record([(cfg.data, vars(data))])}
+    where = placement(cfg.device)
     started = time.time()
 
     def report(row: dict, checkpoint) -> None:
+        nonlocal about
+        if about is not None:  # with the first rows: a run refused before training writes nothing
+            write_json(study_json, about)
+            about = None
         writer.add_epoch(epoch_record(meta, config, row))
         writer.set_trial(trial_record(meta, config, status="running", epochs_run=row["epoch"], restarts=restarts,
-                                      **running_best(writer.trials.get(trial_id), row)))
+                                      **running_best(writer.trials.get(trial_id), row), **where))
         ckpt.save(checkpoint)
         writer.flush()
         if not progress and row["epoch"] > 0:  # with a progress bar, train() prints the line
             print(format_epoch(row), flush=True)
 
     try:
-        outcome = train(cfg, report=report, resume=ckpt.state, progress=progress)
+        outcome = train(cfg, data, report=report, resume=ckpt.state, progress=progress)
     except InjectedFault:
         writer.set_trial(trial_record(meta, config, status="failed", error="injected fault"))
         writer.flush()
@@ -59,7 +71,7 @@ def run_single(cfg: TrialConfig, overrides: dict, out: Path, *, resume: bool = F
         meta, config, status=outcome.status, epochs_run=outcome.history[-1]["epoch"],
         best_val_acc=outcome.best_val_acc, best_epoch=outcome.best_epoch,
         final_val_acc=outcome.final_val_acc, n_params=outcome.n_params, macs=outcome.macs,
-        wall_seconds=time.time() - started, restarts=restarts, error=None))
+        wall_seconds=time.time() - started, restarts=restarts, error=None, **where))
     writer.set_weights(trial_id, weight_records(meta, config, outcome.weights))
     writer.flush()
     print(f"{trial_id}: {outcome.status}, best val acc {outcome.best_val_acc:.4f} at epoch "
