@@ -9,15 +9,13 @@ node, and `raylab run` is refused before anything is written. The launcher clust
 """
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, child_env, job_file, ray_cluster, raylab
+from conftest import ROOT, assert_one_line_error, child_env, job_file, ray_cluster, raylab
 from raylab.sweep.doctor import checks
 from raylab.sweep.doctor.step_memory import cpu_step, step_config
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV = {"raylab": "0.1.0", "code_hash": "aaaaaaaaaaaa", "python": "3.11.7",
        "packages": {"torch": "2.14.1+cu124", "torchvision": "0.29.1", "ray": "2.60.0", "pyarrow": "26.0.1",
                     "numpy": "2.4.6"}}

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import child_env, job_file, ray_cluster, start_raylab
+from conftest import ROOT, child_env, job_file, ray_cluster, start_raylab
 
-ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "raylab-cas"
 ENV = {"AWS_ACCESS_KEY_ID": "cas", "AWS_SECRET_ACCESS_KEY": "cas", "AWS_DEFAULT_REGION": "us-east-1",
        "AWS_EC2_METADATA_DISABLED": "true"}

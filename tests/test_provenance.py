@@ -6,17 +6,15 @@ warning when compared variants ran on different code (one trained from an edited
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import child_env, job_file, raylab
+from conftest import ROOT, child_env, job_file, raylab
 from raylab.results import PLACEMENT_COLUMNS, TRIALS, read_table
 from raylab.results.provenance import code_hash, content_hash, git_state, mixed
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--data", "synthetic:200", "--epochs", "1", "--batch-size", "50", "--threads", "1", "--quiet"]
 
 
